@@ -1,0 +1,608 @@
+//! The SenSource API client: the only module that knows HTTP. It logs in with
+//! OAuth2 client credentials (token cached, refreshed before expiry and once on
+//! a 401), retries transient failures with backoff, caps response sizes, and
+//! hands back rows as JSON values.
+
+pub mod retry;
+
+use std::{
+    collections::HashMap,
+    fmt,
+    hash::{DefaultHasher, Hash, Hasher},
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use chrono::Utc;
+use reqwest::{RequestBuilder, Response, header};
+use serde_json::Value as Json;
+use tracing::{info, warn};
+use url::Url;
+
+use crate::{
+    chunk::DateRange,
+    config::{Config, HttpSettings},
+    schema::Table,
+    secret::Secret,
+};
+use retry::{StatusClass, backoff_delay, classify_status, jitter_random, parse_retry_after};
+
+/// What went wrong talking to SenSource, grouped by what the caller does.
+/// Messages name the endpoint and date window, never a token, secret or payload.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The token endpoint refused the client credentials. User must act.
+    #[error(
+        "SenSource refused the API client credentials (HTTP {status} from the token endpoint): check `client_id` and `client_secret` in the connector setup"
+    )]
+    InvalidCredentials {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// The API refused access to an endpoint. User must act.
+    #[error(
+        "SenSource denied access to {endpoint} (HTTP 403): ask your SenSource administrator to give this API client access, or remove the table from the connector"
+    )]
+    Forbidden {
+        /// The endpoint path.
+        endpoint: String,
+    },
+    /// A freshly minted token was refused too. User must act.
+    #[error(
+        "SenSource refused a fresh access token for {endpoint} (HTTP 401 twice): check that the API client is active"
+    )]
+    Unauthorized {
+        /// The endpoint path.
+        endpoint: String,
+    },
+    /// A request was rejected as malformed (400, 404, ...): a bug or an API change.
+    #[error("SenSource rejected {endpoint}{window} with HTTP {status}: {detail}")]
+    Rejected {
+        /// The endpoint path.
+        endpoint: String,
+        /// ` for <range>` or empty.
+        window: String,
+        /// The HTTP status.
+        status: u16,
+        /// A short, sanitized explanation from the body.
+        detail: String,
+    },
+    /// Transient failures persisted past the attempt budget or deadline.
+    #[error(
+        "SenSource is unavailable: {endpoint}{window} failed {attempts} time(s) in {elapsed_secs}s; last problem: {last}"
+    )]
+    Unavailable {
+        /// The endpoint path.
+        endpoint: String,
+        /// ` for <range>` or empty.
+        window: String,
+        /// Attempts made.
+        attempts: u32,
+        /// Seconds spent.
+        elapsed_secs: u64,
+        /// The last failure, e.g. `HTTP 503` or `timed out`.
+        last: String,
+    },
+    /// The body could not be used: invalid JSON, wrong shape, too large.
+    #[error("SenSource sent an unusable response for {endpoint}{window}: {reason}")]
+    InvalidResponse {
+        /// The endpoint path.
+        endpoint: String,
+        /// ` for <range>` or empty.
+        window: String,
+        /// What is wrong with it (never the payload).
+        reason: String,
+    },
+    /// The HTTP client could not be built (TLS initialisation).
+    #[error("could not initialise the HTTP client: {0}")]
+    Client(String),
+}
+
+impl ApiError {
+    /// Whether the user must change something (credentials, permissions):
+    /// Fivetran shows these as a Task.
+    pub fn needs_user_action(&self) -> bool {
+        matches!(
+            self,
+            ApiError::InvalidCredentials { .. }
+                | ApiError::Forbidden { .. }
+                | ApiError::Unauthorized { .. }
+        )
+    }
+}
+
+/// Access tokens shared across RPCs, one slot per set of credentials, so a
+/// Test followed by an Update does not mint twice (SenSource may rate-limit
+/// minting and may keep only one live token per client).
+#[derive(Debug, Default)]
+pub struct TokenCache {
+    slots: Mutex<HashMap<u64, Arc<TokenSlot>>>,
+}
+
+impl TokenCache {
+    fn slot(&self, config: &Config) -> Arc<TokenSlot> {
+        // The key is a hash that never leaves this process; the secret is part
+        // of it so a changed secret gets a fresh token.
+        let mut hasher = DefaultHasher::new();
+        config.auth_url.as_str().hash(&mut hasher);
+        config.client_id.hash(&mut hasher);
+        config.client_secret.expose().hash(&mut hasher);
+        let key = hasher.finish();
+        let mut slots = match self.slots.lock() {
+            Ok(slots) => slots,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        slots.entry(key).or_default().clone()
+    }
+}
+
+/// One cached token. The async mutex makes concurrent requests wait for a
+/// single mint instead of each minting (and invalidating the others).
+#[derive(Debug, Default)]
+struct TokenSlot {
+    current: tokio::sync::Mutex<Option<CachedToken>>,
+}
+
+#[derive(Debug, Clone)]
+struct CachedToken {
+    access_token: Secret,
+    /// When to mint a new one: a margin before the server's expiry.
+    refresh_at: Instant,
+    /// Distinguishes tokens, so a 401 invalidates only the token it was for.
+    generation: u64,
+}
+
+/// A client for one connector configuration.
+pub struct ApiClient {
+    http: reqwest::Client,
+    api_base_url: Url,
+    auth_url: Url,
+    client_id: String,
+    client_secret: Secret,
+    settings: HttpSettings,
+    token: Arc<TokenSlot>,
+}
+
+impl fmt::Debug for ApiClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ApiClient")
+            .field("api_base_url", &self.api_base_url.as_str())
+            .field("auth_url", &self.auth_url.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a request carries the bearer token or is the token request itself.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Auth {
+    Bearer,
+    TokenEndpoint,
+}
+
+impl ApiClient {
+    /// Builds a client with the configuration's URLs, timeouts and retry policy.
+    ///
+    /// # Errors
+    /// [`ApiError::Client`] if TLS cannot be initialised.
+    pub fn new(config: &Config, tokens: &TokenCache) -> Result<Self, ApiError> {
+        #[allow(clippy::disallowed_methods)] // This is the one place that builds the HTTP client.
+        let http = reqwest::Client::builder()
+            .connect_timeout(config.http.connect_timeout)
+            .timeout(config.http.request_timeout)
+            .user_agent(concat!(
+                "fivetran-sensource-connector/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .build()
+            .map_err(|error| ApiError::Client(error.to_string()))?;
+        Ok(Self {
+            http,
+            api_base_url: config.api_base_url.clone(),
+            auth_url: config.auth_url.clone(),
+            client_id: config.client_id.clone(),
+            client_secret: config.client_secret.clone(),
+            settings: config.http.clone(),
+            token: tokens.slot(config),
+        })
+    }
+
+    /// Fetches a whole reference table. Accepts a bare JSON array or
+    /// `{"results": [...]}`.
+    ///
+    /// # Errors
+    /// Any [`ApiError`].
+    pub async fn fetch_reference(&self, table: Table) -> Result<Vec<Json>, ApiError> {
+        let endpoint = format!("/api/{}", table.name());
+        let body = self.get(&endpoint, &[], None).await?;
+        parse_rows(&body).map_err(|reason| ApiError::InvalidResponse {
+            endpoint,
+            window: String::new(),
+            reason,
+        })
+    }
+
+    /// Fetches hourly rows of a time-series table for whole UTC days
+    /// `[range.start, range.end)`, with explicit UTC bounds.
+    ///
+    /// # Errors
+    /// Any [`ApiError`].
+    pub async fn fetch_series(
+        &self,
+        table: Table,
+        range: DateRange,
+        metrics: &[String],
+    ) -> Result<Vec<Json>, ApiError> {
+        let (endpoint, entity_type) = match table {
+            Table::Occupancy => ("/api/data/occupancy", "space"),
+            _ => ("/api/data/traffic", "zone"),
+        };
+        let query = [
+            ("relativeDate", "custom".to_owned()),
+            ("startDate", range.start_utc()),
+            ("endDate", range.end_utc()),
+            ("dateGroupings", "hour".to_owned()),
+            ("entityType", entity_type.to_owned()),
+            ("metrics", metrics.join(",")),
+        ];
+        let body = self.get(endpoint, &query, Some(range)).await?;
+        parse_rows(&body).map_err(|reason| ApiError::InvalidResponse {
+            endpoint: endpoint.to_owned(),
+            window: window_text(Some(range)),
+            reason,
+        })
+    }
+
+    async fn get(
+        &self,
+        endpoint: &str,
+        query: &[(&str, String)],
+        range: Option<DateRange>,
+    ) -> Result<Vec<u8>, ApiError> {
+        let mut url = self.api_base_url.clone();
+        url.set_path(&format!(
+            "{}{endpoint}",
+            self.api_base_url.path().trim_end_matches('/')
+        ));
+        self.execute(endpoint, range, Auth::Bearer, || {
+            self.http.get(url.clone()).query(query)
+        })
+        .await
+    }
+
+    /// Returns a valid access token, minting one if there is none or it is
+    /// about to expire. Holding the slot's lock while minting is deliberate:
+    /// other requests wait for this token instead of minting their own.
+    async fn access_token(&self) -> Result<CachedToken, ApiError> {
+        let mut current = self.token.current.lock().await;
+        if let Some(token) = current.as_ref().filter(|t| t.refresh_at > Instant::now()) {
+            return Ok(token.clone());
+        }
+        let generation = current.as_ref().map_or(1, |t| t.generation + 1);
+        // Boxed: minting goes through `execute`, which calls this function for
+        // bearer requests, so the future types would otherwise be recursive.
+        let token = Box::pin(self.mint(generation)).await?;
+        *current = Some(token.clone());
+        Ok(token)
+    }
+
+    /// Forgets the token a request was refused with, unless it was already replaced.
+    async fn invalidate(&self, generation: u64) {
+        let mut current = self.token.current.lock().await;
+        if current.as_ref().is_some_and(|t| t.generation == generation) {
+            *current = None;
+        }
+    }
+
+    async fn mint(&self, generation: u64) -> Result<CachedToken, ApiError> {
+        let body = url::form_urlencoded::Serializer::new(String::new())
+            .append_pair("grant_type", "client_credentials")
+            .append_pair("client_id", &self.client_id)
+            .append_pair("client_secret", self.client_secret.expose())
+            .finish();
+        let started = Instant::now();
+        let bytes = self
+            .execute("token endpoint", None, Auth::TokenEndpoint, || {
+                self.http
+                    .post(self.auth_url.clone())
+                    .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .body(body.clone())
+            })
+            .await?;
+        let invalid = |reason: &str| ApiError::InvalidResponse {
+            endpoint: "token endpoint".into(),
+            window: String::new(),
+            reason: reason.into(),
+        };
+        let reply: Json = serde_json::from_slice(&bytes).map_err(|_| invalid("not valid JSON"))?;
+        let access_token = reply
+            .get("access_token")
+            .and_then(Json::as_str)
+            .filter(|token| !token.is_empty())
+            .ok_or_else(|| invalid("no `access_token` in the reply"))?;
+        let lifetime = Duration::from_secs(
+            reply
+                .get("expires_in")
+                .and_then(|v| v.as_u64().or_else(|| v.as_str()?.parse().ok()))
+                .unwrap_or(3600),
+        );
+        // Refresh a little early so a token never expires in flight.
+        let margin = (lifetime / 10).min(Duration::from_secs(60));
+        info!(
+            lifetime_secs = lifetime.as_secs(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "Obtained a SenSource access token."
+        );
+        Ok(CachedToken {
+            access_token: Secret::new(access_token),
+            refresh_at: started + lifetime.saturating_sub(margin),
+            generation,
+        })
+    }
+
+    /// Sends a request with the retry policy: transient failures (network
+    /// errors, timeouts, 408, 429, 5xx) are retried with backoff within the
+    /// attempt budget and deadline; a 401 refreshes the token exactly once.
+    async fn execute(
+        &self,
+        endpoint: &str,
+        range: Option<DateRange>,
+        auth: Auth,
+        make_request: impl Fn() -> RequestBuilder,
+    ) -> Result<Vec<u8>, ApiError> {
+        let started = Instant::now();
+        let mut attempts = 0;
+        let mut refreshed_token = false;
+        loop {
+            attempts += 1;
+            let mut request = make_request();
+            let mut generation = 0;
+            if auth == Auth::Bearer {
+                let token = self.access_token().await?;
+                generation = token.generation;
+                request = request.bearer_auth(token.access_token.expose());
+            }
+            let (problem, retry_after) = match request.send().await {
+                Err(error) => (describe_transport_error(&error), None),
+                Ok(response) => {
+                    let status = response.status().as_u16();
+                    match (classify_status(status), auth) {
+                        (StatusClass::Success, _) => match self.read_body(response).await {
+                            Ok(body) => return Ok(body),
+                            Err(BodyError::TooLarge) => {
+                                return Err(ApiError::InvalidResponse {
+                                    endpoint: endpoint.to_owned(),
+                                    window: window_text(range),
+                                    reason: format!(
+                                        "the body is larger than the {} MB limit (lower `chunk_days` or raise `max_response_mb`)",
+                                        self.settings.max_response_bytes / (1024 * 1024)
+                                    ),
+                                });
+                            }
+                            Err(BodyError::Transport(problem)) => (problem, None),
+                        },
+                        (
+                            StatusClass::Unauthorized | StatusClass::Forbidden,
+                            Auth::TokenEndpoint,
+                        ) => {
+                            return Err(ApiError::InvalidCredentials { status });
+                        }
+                        (StatusClass::Rejected, Auth::TokenEndpoint) if status == 400 => {
+                            return Err(ApiError::InvalidCredentials { status });
+                        }
+                        (StatusClass::Unauthorized, Auth::Bearer) if !refreshed_token => {
+                            // A valid token is occasionally refused: mint once more, right away.
+                            refreshed_token = true;
+                            self.invalidate(generation).await;
+                            warn!(
+                                endpoint,
+                                "SenSource refused the access token; refreshing it once."
+                            );
+                            attempts -= 1;
+                            continue;
+                        }
+                        (StatusClass::Unauthorized, Auth::Bearer) => {
+                            return Err(ApiError::Unauthorized {
+                                endpoint: endpoint.to_owned(),
+                            });
+                        }
+                        (StatusClass::Forbidden, Auth::Bearer) => {
+                            return Err(ApiError::Forbidden {
+                                endpoint: endpoint.to_owned(),
+                            });
+                        }
+                        (StatusClass::Rejected, _) => {
+                            let detail = error_detail(response).await;
+                            return Err(ApiError::Rejected {
+                                endpoint: endpoint.to_owned(),
+                                window: window_text(range),
+                                status,
+                                detail,
+                            });
+                        }
+                        (StatusClass::Transient, _) => {
+                            let retry_after = response
+                                .headers()
+                                .get(header::RETRY_AFTER)
+                                .and_then(|value| value.to_str().ok())
+                                .and_then(|value| parse_retry_after(value, Utc::now()));
+                            (format!("HTTP {status}"), retry_after)
+                        }
+                    }
+                }
+            };
+
+            let delay = retry_after
+                .unwrap_or_else(|| backoff_delay(&self.settings, attempts, jitter_random()));
+            let out_of_time = started.elapsed() + delay > self.settings.retry_deadline;
+            if attempts >= self.settings.max_attempts || out_of_time {
+                return Err(ApiError::Unavailable {
+                    endpoint: endpoint.to_owned(),
+                    window: window_text(range),
+                    attempts,
+                    elapsed_secs: started.elapsed().as_secs(),
+                    last: problem,
+                });
+            }
+            warn!(
+                endpoint,
+                window = %window_text(range).trim_start_matches(" for "),
+                attempt = attempts,
+                delay_ms = delay.as_millis() as u64,
+                problem = %problem,
+                "SenSource request failed; retrying."
+            );
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    /// Reads a body chunk by chunk, refusing to hold more than the cap.
+    async fn read_body(&self, mut response: Response) -> Result<Vec<u8>, BodyError> {
+        let limit = self.settings.max_response_bytes;
+        if response
+            .content_length()
+            .is_some_and(|length| length > limit)
+        {
+            return Err(BodyError::TooLarge);
+        }
+        let capacity = response.content_length().unwrap_or(64 * 1024).min(limit);
+        let mut body = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    if (body.len() + chunk.len()) as u64 > limit {
+                        return Err(BodyError::TooLarge);
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => return Ok(body),
+                Err(error) => return Err(BodyError::Transport(describe_transport_error(&error))),
+            }
+        }
+    }
+}
+
+enum BodyError {
+    TooLarge,
+    Transport(String),
+}
+
+fn window_text(range: Option<DateRange>) -> String {
+    range
+        .map(|range| format!(" for {range}"))
+        .unwrap_or_default()
+}
+
+/// A short description of a network failure, without URLs (which could carry
+/// query data) or anything from the server.
+fn describe_transport_error(error: &reqwest::Error) -> String {
+    if error.is_timeout() {
+        "timed out".into()
+    } else if error.is_connect() {
+        "could not connect".into()
+    } else if error.is_body() || error.is_decode() {
+        "connection broke while reading the body".into()
+    } else {
+        "network error".into()
+    }
+}
+
+/// Pulls a short human explanation out of an error body, if it has one.
+async fn error_detail(response: Response) -> String {
+    let Ok(body) = response.bytes().await else {
+        return "no explanation".into();
+    };
+    let from_json = serde_json::from_slice::<Json>(&body).ok().and_then(|json| {
+        ["message", "messages", "error_description", "error"]
+            .iter()
+            .find_map(|key| match json.get(key)? {
+                Json::String(text) => Some(text.clone()),
+                Json::Array(items) => Some(
+                    items
+                        .iter()
+                        .filter_map(Json::as_str)
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                ),
+                _ => None,
+            })
+    });
+    let text: String = from_json
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect();
+    if text.trim().is_empty() {
+        "no explanation".into()
+    } else {
+        text
+    }
+}
+
+/// Extracts rows from a body: a bare JSON array, or an object whose
+/// `results` is one. The error says what is wrong, never what was sent.
+pub fn parse_rows(body: &[u8]) -> Result<Vec<Json>, String> {
+    let parsed: Json = serde_json::from_slice(body).map_err(|error| {
+        if error.is_eof() {
+            "the body is truncated JSON".to_owned()
+        } else {
+            format!(
+                "the body is not valid JSON (line {}, column {})",
+                error.line(),
+                error.column()
+            )
+        }
+    })?;
+    match parsed {
+        Json::Array(rows) => Ok(rows),
+        Json::Object(mut object) => match object.remove("results") {
+            Some(Json::Array(rows)) => Ok(rows),
+            Some(Json::Null) => Ok(Vec::new()),
+            Some(_) => Err("`results` is not a list".into()),
+            None => Err("the object has no `results` list".into()),
+        },
+        _ => Err("expected a list or an object with `results`".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_come_from_bare_arrays_and_results_envelopes() {
+        assert_eq!(parse_rows(br#"[{"a":1}]"#).unwrap().len(), 1);
+        assert_eq!(
+            parse_rows(br#"{"messages":[],"results":[{"a":1},{"b":2}]}"#)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert_eq!(parse_rows(br#"{"results":null}"#).unwrap().len(), 0);
+    }
+
+    #[test]
+    fn unusable_bodies_are_described_without_their_content() {
+        assert_eq!(
+            parse_rows(br#"{"results":[{"a":"#).unwrap_err(),
+            "the body is truncated JSON"
+        );
+        assert!(
+            parse_rows(b"<html>secret</html>")
+                .unwrap_err()
+                .starts_with("the body is not valid JSON")
+        );
+        assert_eq!(
+            parse_rows(br#"{"results":{"a":1}}"#).unwrap_err(),
+            "`results` is not a list"
+        );
+        assert_eq!(
+            parse_rows(br#"{"rows":[]}"#).unwrap_err(),
+            "the object has no `results` list"
+        );
+        assert_eq!(
+            parse_rows(b"42").unwrap_err(),
+            "expected a list or an object with `results`"
+        );
+    }
+}

@@ -1,0 +1,150 @@
+//! The command line: `sensource-connector [--port N]` serves Fivetran's
+//! protocol; subcommands run the simulator, a local debug sync, or a reset.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::commands;
+
+/// Fivetran source connector for the SenSource Vea API.
+///
+/// Without a subcommand, serves `fivetran_sdk.v2.SourceConnector` (plus gRPC
+/// health and reflection) on `[::]:PORT`, logging Fivetran JSON lines to stdout.
+#[derive(Debug, Parser)]
+#[command(name = "sensource-connector", version, about, long_about)]
+pub struct Cli {
+    /// Port to serve gRPC on (also `--port=N`).
+    #[arg(long, default_value_t = 50051, global = false)]
+    pub port: u16,
+
+    /// What to run; serving is the default.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the connector (the default when no subcommand is given).
+    Serve {
+        /// Port to serve gRPC on.
+        #[arg(long, default_value_t = 50051)]
+        port: u16,
+    },
+    /// Run the built-in SenSource API simulator (for local runs and tests).
+    Simulate(SimulateArgs),
+    /// Run a full sync into a local SQLite warehouse, like `fivetran debug`.
+    Debug(DebugArgs),
+    /// Delete the local warehouse and state (`files/`).
+    Reset {
+        /// Do not ask for confirmation.
+        #[arg(long, short = 'y')]
+        yes: bool,
+        /// The folder to delete.
+        #[arg(long, default_value = "files")]
+        files: PathBuf,
+    },
+}
+
+/// Options of `simulate`.
+#[derive(Debug, Args)]
+pub struct SimulateArgs {
+    /// Port to serve HTTP on (127.0.0.1; 0 picks a free one).
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// Client ID the token endpoint accepts.
+    #[arg(long, default_value = "sim-client")]
+    pub client_id: String,
+    /// Client secret the token endpoint accepts.
+    #[arg(long, default_value = "sim-secret")]
+    pub client_secret: String,
+    /// Number of zones (traffic entities).
+    #[arg(long, default_value_t = 6)]
+    pub zones: usize,
+    /// Number of spaces (occupancy entities).
+    #[arg(long, default_value_t = 3)]
+    pub spaces: usize,
+    /// First day with data (UTC).
+    #[arg(long, default_value = "2022-01-01")]
+    pub history_start: NaiveDate,
+    /// The simulated clock (RFC 3339); defaults to the real current time.
+    #[arg(long)]
+    pub now: Option<DateTime<Utc>>,
+    /// Seed of the deterministic data and faults.
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+    /// Token lifetime (`expires_in`) in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub token_lifetime_secs: u64,
+    /// Delay added to every API response, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub latency_ms: u64,
+    /// Fraction (0..1) of API requests answered with HTTP 500.
+    #[arg(long, default_value_t = 0.0)]
+    pub error_rate: f64,
+    /// Answer every Nth data request with 429 and `Retry-After: 1` (0 = never).
+    #[arg(long, default_value_t = 0)]
+    pub rate_limit_every: u32,
+    /// Minting a token invalidates the previous ones.
+    #[arg(long)]
+    pub one_live_token: bool,
+    /// Fraction (0..1) of data responses cut in half (truncated JSON).
+    #[arg(long, default_value_t = 0.0)]
+    pub malformed_rate: f64,
+    /// Refuse data requests spanning more than this many days (HTTP 400).
+    #[arg(long)]
+    pub max_range_days: Option<u32>,
+}
+
+/// Options of `debug`.
+#[derive(Debug, Args)]
+pub struct DebugArgs {
+    /// Configuration file: a JSON object of strings.
+    #[arg(long, default_value = "configuration.json")]
+    pub configuration: PathBuf,
+    /// State file to resume from and to write (default: `files/state.json`).
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Start the built-in simulator and point the configuration at it: no
+    /// credentials or configuration file needed.
+    #[arg(long)]
+    pub simulate: bool,
+    /// How table and column names appear in the warehouse.
+    #[arg(long, value_enum, default_value_t = Naming::Fivetran)]
+    pub naming: Naming,
+    /// Folder for `warehouse.db` and `state.json`.
+    #[arg(long, default_value = "files")]
+    pub files: PathBuf,
+    /// Also print the connector's own log lines (to stderr).
+    #[arg(long)]
+    pub verbose: bool,
+}
+
+/// Destination naming mode.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Naming {
+    /// Fivetran's normalized names (what the connector emits).
+    Fivetran,
+    /// Names exactly as the connector sends them (identical here: the
+    /// connector already emits normalized names).
+    Source,
+}
+
+/// Runs the parsed command line.
+///
+/// # Errors
+/// Whatever the command reports; `main` prints it and exits non-zero.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        None => runtime.block_on(commands::serve::run(cli.port)),
+        Some(Command::Serve { port }) => runtime.block_on(commands::serve::run(port)),
+        Some(Command::Simulate(args)) => runtime.block_on(commands::simulate::run(args)),
+        Some(Command::Debug(args)) => runtime.block_on(commands::debug::run(args)),
+        Some(Command::Reset { yes, files }) => commands::reset::run(&files, yes),
+    }
+}

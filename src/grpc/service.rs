@@ -1,0 +1,178 @@
+//! `fivetran_sdk.v2.SourceConnector`: the four RPCs. Each validates its
+//! request into domain types first, then calls the domain code; Update spawns
+//! the sync and streams its events through a bounded channel.
+
+use std::{pin::Pin, sync::Arc};
+
+use chrono::{Days, NaiveDate};
+use futures_util::{Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+use tracing::{Instrument, info, info_span, warn};
+
+use super::{
+    convert,
+    pb::{self, source_connector_server::SourceConnector},
+};
+use crate::{
+    api::{ApiClient, TokenCache},
+    chunk::DateRange,
+    clock::{Clock, SystemClock},
+    config::Config,
+    schema::Table,
+    state::State,
+    sync::{self, SyncOutcome, SyncRequest},
+};
+
+/// Events buffered between the sync task and the gRPC stream. Small on
+/// purpose: once full, the sync waits for Fivetran to read (backpressure).
+pub const UPDATE_CHANNEL_CAPACITY: usize = 16;
+
+/// The connector service. Cheap to clone; holds only what every RPC shares.
+#[derive(Clone, Debug)]
+pub struct ConnectorService {
+    /// Where "today" comes from (fixed in tests and simulations).
+    clock: Arc<dyn Clock>,
+    /// Access tokens shared across RPCs with the same credentials.
+    tokens: Arc<TokenCache>,
+}
+
+impl Default for ConnectorService {
+    fn default() -> Self {
+        Self::new(Arc::new(SystemClock))
+    }
+}
+
+/// The stream type of Update.
+pub type UpdateStream = Pin<Box<dyn Stream<Item = Result<pb::UpdateResponse, Status>> + Send>>;
+
+impl ConnectorService {
+    /// A service reading time from `clock`.
+    pub fn new(clock: Arc<dyn Clock>) -> Self {
+        Self {
+            clock,
+            tokens: Arc::new(TokenCache::default()),
+        }
+    }
+
+    fn today(&self) -> NaiveDate {
+        self.clock.now().date_naive()
+    }
+
+    async fn run_connection_test(&self, config: &Config) -> Result<(), String> {
+        let api = ApiClient::new(config, &self.tokens).map_err(|error| error.to_string())?;
+        match config.reference_tables.first() {
+            Some(&table) => api.fetch_reference(table).await.map(drop),
+            None => {
+                let today = self.today();
+                let tomorrow = today.checked_add_days(Days::new(1)).unwrap_or(today);
+                let Some(range) = DateRange::new(today, tomorrow) else {
+                    return Err("the clock is at the end of time".into());
+                };
+                api.fetch_series(Table::Traffic, range, &config.traffic_metrics)
+                    .await
+                    .map(drop)
+            }
+        }
+        .map_err(|error| error.to_string())
+    }
+}
+
+#[tonic::async_trait]
+impl SourceConnector for ConnectorService {
+    type UpdateStream = UpdateStream;
+
+    async fn configuration_form(
+        &self,
+        _request: Request<pb::ConfigurationFormRequest>,
+    ) -> Result<Response<pb::ConfigurationFormResponse>, Status> {
+        Ok(Response::new(convert::configuration_form()))
+    }
+
+    async fn test(
+        &self,
+        request: Request<pb::TestRequest>,
+    ) -> Result<Response<pb::TestResponse>, Status> {
+        let request = request.into_inner();
+        let outcome = match Config::from_map(&request.configuration, self.today()) {
+            Err(error) => Err(error.to_string()),
+            Ok(config) => self.run_connection_test(&config).await,
+        };
+        let response = match outcome {
+            Ok(()) => {
+                info!(test = %request.name, "Connection test succeeded.");
+                pb::test_response::Response::Success(true)
+            }
+            Err(message) => {
+                warn!(test = %request.name, error = %message, "Connection test failed.");
+                pb::test_response::Response::Failure(message)
+            }
+        };
+        Ok(Response::new(pb::TestResponse {
+            response: Some(response),
+        }))
+    }
+
+    async fn schema(
+        &self,
+        request: Request<pb::SchemaRequest>,
+    ) -> Result<Response<pb::SchemaResponse>, Status> {
+        let config = Config::for_schema(&request.into_inner().configuration, self.today())
+            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        Ok(Response::new(convert::schema_response(&config)))
+    }
+
+    async fn update(
+        &self,
+        request: Request<pb::UpdateRequest>,
+    ) -> Result<Response<Self::UpdateStream>, Status> {
+        let request = request.into_inner();
+        let today = self.today();
+        // Validate everything before a stream exists: bad input is one clear status.
+        let config = Config::from_map(&request.configuration, today)
+            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        let parsed = State::parse(request.state_json.as_deref(), config.start_date, today)
+            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+        let unknown = Config::unknown_keys(&request.configuration);
+        if !unknown.is_empty() {
+            warn!(keys = ?unknown, "Ignoring unknown configuration keys.");
+        }
+        let api = Arc::new(
+            ApiClient::new(&config, &self.tokens)
+                .map_err(|error| Status::internal(error.to_string()))?,
+        );
+        let sync_request = SyncRequest {
+            config,
+            selection: convert::selection(request.selection),
+            state: parsed.state,
+            warnings: parsed.warnings,
+            today,
+        };
+
+        let (events, receiver) = mpsc::channel(UPDATE_CHANNEL_CAPACITY);
+        let span = info_span!("update");
+        tokio::spawn(
+            async move {
+                info!("Sync started.");
+                let failure = events.clone();
+                match sync::run(sync_request, api, events).await {
+                    Ok(SyncOutcome::Cancelled) => info!("Sync stopped: the client went away."),
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::error!(error = %error, "Sync failed.");
+                        // The stream's last item; Fivetran resumes from the last checkpoint.
+                        let _ = failure.send(Err(error)).await;
+                    }
+                }
+            }
+            .instrument(span),
+        );
+
+        let stream = ReceiverStream::new(receiver).map(|item| match item {
+            Ok(event) => Ok(convert::update_response(event)),
+            Err(error) => Err(convert::sync_error_status(&error)),
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+}

@@ -1,0 +1,703 @@
+//! The simulator's deterministic dataset: reference objects and hourly traffic/occupancy values,
+//! all pure functions of (seed, zone count, space count, history start, outage).
+
+use chrono::{DateTime, Datelike, Duration, NaiveDate, Timelike, Utc, Weekday};
+use serde_json::{Value, json};
+
+/// The account's local zone is modelled as a fixed UTC-05:00 (no tz database is available, and a
+/// fixed offset keeps the dataset reproducible). Used for the diurnal shape and date-only bounds.
+pub const LOCAL_OFFSET_HOURS: i64 = -5;
+
+const MS_PER_HOUR: i64 = 3_600_000;
+
+/// Number of locations; each location has exactly one site.
+const LOCATIONS: usize = 2;
+
+// Salts that separate the hash streams, so e.g. zone 3's id and zone 3's counts are unrelated.
+const SALT_ORG: u64 = 0x6f72_6700;
+const SALT_LOCATION: u64 = 0x6c6f_6300;
+const SALT_SITE: u64 = 0x7369_7400;
+const SALT_ZONE: u64 = 0x7a6f_6e00;
+const SALT_SENSOR: u64 = 0x7365_6e00;
+const SALT_DEVICE: u64 = 0x6465_7600;
+const SALT_SPACE: u64 = 0x7370_6300;
+const SALT_TRAFFIC: u64 = 0x7472_6100;
+const SALT_OCCUPANCY: u64 = 0x6f63_6300;
+const SALT_PROFILE: u64 = 0x7072_6f00;
+
+/// Zone names deliberately repeat ("Main Entrance" twice): real accounts have non-unique names.
+const ZONE_NAMES: [&str; 8] = [
+    "Main Entrance",
+    "Main Entrance",
+    "Side Door",
+    "Loading Dock",
+    "Parking Garage",
+    "East Entrance",
+    "West Entrance",
+    "Café",
+];
+
+const SPACE_NAMES: [&str; 4] = ["Sales Floor", "Food Court", "Mezzanine", "Gallery"];
+
+/// Relative traffic by local hour of day: closed at night, peaks around lunch and after work.
+const DIURNAL: [f64; 24] = [
+    0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.02, 0.08, 0.25, 0.5, 0.7, 0.9, 1.0, 0.95, 0.85, 0.8, 0.85, 0.9,
+    0.7, 0.45, 0.25, 0.1, 0.03, 0.01,
+];
+
+/// SplitMix64 finaliser: a cheap, well-mixed, dependency-free hash that is stable across
+/// platforms and releases (unlike `std::hash`), so datasets are reproducible forever.
+pub fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Hash of several words; chaining keeps `(a, b)` and `(b, a)` distinct.
+fn hash(words: &[u64]) -> u64 {
+    words
+        .iter()
+        .fold(0x1234_5678_9abc_def0, |acc, w| splitmix64(acc ^ *w))
+}
+
+/// Uniform value in [0, 1) from a hash.
+fn unit(h: u64) -> f64 {
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// UUID-formatted (version 4 layout) id derived from the seed, an entity kind and an index.
+fn uuid(seed: u64, salt: u64, index: usize) -> String {
+    let a = hash(&[seed, salt, index as u64]);
+    let b = splitmix64(a);
+    format!(
+        "{:08x}-{:04x}-{:04x}-{:04x}-{:012x}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        0x4000 | (a & 0x0fff),
+        0x8000 | ((b >> 48) & 0x3fff),
+        b & 0xffff_ffff_ffff
+    )
+}
+
+/// The API's timestamp format: UTC with milliseconds, e.g. `2017-07-19T17:29:50.770Z`.
+pub fn format_timestamp(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// Start of the UTC hour containing `t`.
+pub fn hour_floor(t: DateTime<Utc>) -> DateTime<Utc> {
+    let secs = t.timestamp();
+    let floored = secs - secs.rem_euclid(3600);
+    DateTime::from_timestamp(floored, 0).unwrap_or(t)
+}
+
+/// Local (UTC-05:00) midnight of `date`, as a UTC instant.
+pub fn local_midnight(date: NaiveDate) -> DateTime<Utc> {
+    date.and_time(chrono::NaiveTime::MIN).and_utc() - Duration::hours(LOCAL_OFFSET_HOURS)
+}
+
+/// Occupancy of one space in one hour. `avg` has one decimal, and `min <= avg <= max`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct OccupancyValues {
+    pub max: i64,
+    pub min: i64,
+    pub avg: f64,
+}
+
+#[derive(Debug)]
+struct Entity {
+    id: String,
+    name: String,
+    first_hour: DateTime<Utc>,
+    /// Whether the entity belongs to site 0 / location 0, which suffers the outage.
+    in_outage_site: bool,
+    /// Peak hourly volume (zones) or capacity (spaces).
+    scale: i64,
+}
+
+/// Deterministic fake account. Entity indexes are creation order; API rows are ordered by id,
+/// which [`Dataset::zone_order`] / [`Dataset::space_order`] provide.
+#[derive(Debug)]
+pub struct Dataset {
+    seed: u64,
+    history_start: DateTime<Utc>,
+    outage: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    org_id: String,
+    location_ids: Vec<String>,
+    site_ids: Vec<String>,
+    zones: Vec<Entity>,
+    sensor_ids: Vec<String>,
+    spaces: Vec<Entity>,
+    zone_order: Vec<usize>,
+    space_order: Vec<usize>,
+}
+
+impl Dataset {
+    pub fn new(
+        seed: u64,
+        zones: usize,
+        spaces: usize,
+        history_start: DateTime<Utc>,
+        outage: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    ) -> Dataset {
+        let history_start = hour_floor(history_start);
+        let zone_entities: Vec<Entity> = (0..zones)
+            .map(|i| Entity {
+                id: uuid(seed, SALT_ZONE, i),
+                name: name_for(&ZONE_NAMES, i),
+                first_hour: zone_first_hour(history_start, i),
+                in_outage_site: i % LOCATIONS == 0,
+                scale: 80 + (hash(&[seed, SALT_PROFILE, SALT_ZONE, i as u64]) % 300) as i64,
+            })
+            .collect();
+        let space_entities: Vec<Entity> = (0..spaces)
+            .map(|j| Entity {
+                id: uuid(seed, SALT_SPACE, j),
+                name: name_for(&SPACE_NAMES, j),
+                first_hour: space_first_hour(history_start, j),
+                in_outage_site: j % LOCATIONS == 0,
+                scale: 50 + 25 * (hash(&[seed, SALT_PROFILE, SALT_SPACE, j as u64]) % 10) as i64,
+            })
+            .collect();
+        let zone_order = id_order(&zone_entities);
+        let space_order = id_order(&space_entities);
+        Dataset {
+            seed,
+            history_start,
+            outage,
+            org_id: uuid(seed, SALT_ORG, 0),
+            location_ids: (0..LOCATIONS)
+                .map(|i| uuid(seed, SALT_LOCATION, i))
+                .collect(),
+            site_ids: (0..LOCATIONS).map(|i| uuid(seed, SALT_SITE, i)).collect(),
+            sensor_ids: (0..zones).map(|i| uuid(seed, SALT_SENSOR, i)).collect(),
+            zones: zone_entities,
+            spaces: space_entities,
+            zone_order,
+            space_order,
+        }
+    }
+
+    pub fn history_start(&self) -> DateTime<Utc> {
+        self.history_start
+    }
+
+    pub fn outage(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+        self.outage
+    }
+
+    pub fn zone_count(&self) -> usize {
+        self.zones.len()
+    }
+
+    pub fn space_count(&self) -> usize {
+        self.spaces.len()
+    }
+
+    /// Zone ids by index (the index used by [`Dataset::traffic`]).
+    pub fn zone_ids(&self) -> Vec<String> {
+        self.zones.iter().map(|z| z.id.clone()).collect()
+    }
+
+    /// Space ids by index (the index used by [`Dataset::occupancy`]).
+    pub fn space_ids(&self) -> Vec<String> {
+        self.spaces.iter().map(|s| s.id.clone()).collect()
+    }
+
+    pub fn zone_id(&self, zone_index: usize) -> Option<&str> {
+        self.zones.get(zone_index).map(|z| z.id.as_str())
+    }
+
+    pub fn zone_name(&self, zone_index: usize) -> Option<&str> {
+        self.zones.get(zone_index).map(|z| z.name.as_str())
+    }
+
+    pub fn space_id(&self, space_index: usize) -> Option<&str> {
+        self.spaces.get(space_index).map(|s| s.id.as_str())
+    }
+
+    pub fn space_name(&self, space_index: usize) -> Option<&str> {
+        self.spaces.get(space_index).map(|s| s.name.as_str())
+    }
+
+    /// First hour with data for a zone (some zones are installed mid-history).
+    pub fn zone_first_hour(&self, zone_index: usize) -> Option<DateTime<Utc>> {
+        self.zones.get(zone_index).map(|z| z.first_hour)
+    }
+
+    pub fn space_first_hour(&self, space_index: usize) -> Option<DateTime<Utc>> {
+        self.spaces.get(space_index).map(|s| s.first_hour)
+    }
+
+    /// Zone indexes sorted by zone id: the order rows take within one hour.
+    pub fn zone_order(&self) -> &[usize] {
+        &self.zone_order
+    }
+
+    /// Space indexes sorted by space id.
+    pub fn space_order(&self) -> &[usize] {
+        &self.space_order
+    }
+
+    pub fn locations(&self) -> Vec<Value> {
+        let created = self.history_start - Duration::days(400);
+        (0..LOCATIONS)
+            .map(|i| {
+                let created_at = format_timestamp(created + Duration::milliseconds(770 + i as i64));
+                let updated_at = format_timestamp(
+                    created + Duration::days(30 * (i as i64 + 1)) + Duration::milliseconds(123),
+                );
+                // The second location mimics a sparsely filled record: many nulls are normal.
+                if i == 0 {
+                    json!({
+                        "locationId": self.location_ids[i],
+                        "orgId": self.org_id,
+                        "locationTypeId": 1,
+                        "name": "Flagship Store",
+                        "description": "Downtown flagship",
+                        "locationNumber": "001",
+                        "country": "US",
+                        "city": "Boston",
+                        "postalCode": "02108",
+                        "state": "MA",
+                        "street": "1 Tremont St",
+                        "latitude": 42.3572,
+                        "longitude": -71.0605,
+                        "shippingId": "SHIP-001",
+                        "createdAt": created_at,
+                        "updatedAt": updated_at,
+                    })
+                } else {
+                    json!({
+                        "locationId": self.location_ids[i],
+                        "orgId": self.org_id,
+                        "locationTypeId": 2,
+                        "name": format!("Outlet {i}"),
+                        "description": null,
+                        "locationNumber": null,
+                        "country": "US",
+                        "city": "Albany",
+                        "postalCode": null,
+                        "state": null,
+                        "street": null,
+                        "latitude": 42.6526,
+                        "longitude": -73.7562,
+                        "shippingId": null,
+                        "createdAt": created_at,
+                        "updatedAt": updated_at,
+                    })
+                }
+            })
+            .collect()
+    }
+
+    pub fn sites(&self) -> Vec<Value> {
+        (0..LOCATIONS)
+            .map(|i| {
+                json!({
+                    "siteId": self.site_ids[i],
+                    "locationId": self.location_ids[i],
+                    "name": format!("Site {}", i + 1),
+                    "timezone": "America/New_York",
+                    "businessHours": {"open": "07:00", "close": "22:00"},
+                })
+            })
+            .collect()
+    }
+
+    pub fn zones(&self) -> Vec<Value> {
+        let created = self.history_start - Duration::days(100);
+        self.zones
+            .iter()
+            .enumerate()
+            .map(|(i, z)| {
+                // Half the zones carry a settings object, the rest null: both occur in real data.
+                let settings = if i % 2 == 0 {
+                    Value::Null
+                } else {
+                    json!({"direction": "in", "lines": [{"x1": 0, "y1": 120, "x2": 320, "y2": 120}]})
+                };
+                json!({
+                    "zoneId": z.id,
+                    "orgId": self.org_id,
+                    "name": z.name,
+                    "sensorId": self.sensor_ids[i],
+                    "deviceId": uuid(self.seed, SALT_DEVICE, i),
+                    "countType": 1 + (i % 2) as i64,
+                    "scaleFactor": if i % 3 == 0 { 1.0 } else { 0.95 },
+                    "countFilter": if i % 2 == 0 { Value::Null } else { json!("adults") },
+                    "countApplication": "traffic",
+                    "perimeter": i % 4 == 0,
+                    "disabled": false,
+                    "settings": settings,
+                    "createdAt": format_timestamp(created + Duration::hours(i as i64)),
+                    "updatedAt": format_timestamp(z.first_hour + Duration::milliseconds(250)),
+                })
+            })
+            .collect()
+    }
+
+    pub fn spaces(&self) -> Vec<Value> {
+        self.spaces
+            .iter()
+            .enumerate()
+            .map(|(j, s)| {
+                json!({
+                    "spaceId": s.id,
+                    "locationId": self.location_ids[j % LOCATIONS],
+                    "name": s.name,
+                    "maxCapacity": s.scale,
+                })
+            })
+            .collect()
+    }
+
+    pub fn sensors(&self) -> Vec<Value> {
+        self.sensor_ids
+            .iter()
+            .enumerate()
+            .map(|(i, id)| {
+                json!({
+                    "sensorId": id,
+                    "siteId": self.site_ids[i % LOCATIONS],
+                    "name": format!("Sensor {}", i + 1),
+                    "serialNumber": format!("SN{:08X}", hash(&[self.seed, SALT_SENSOR, i as u64]) as u32),
+                })
+            })
+            .collect()
+    }
+
+    /// `(sumins, sumouts)` of a zone for the hour starting at `hour` (floored to the hour), or
+    /// `None` when the API would return no row at all.
+    pub fn traffic(
+        &self,
+        zone_index: usize,
+        hour: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Option<(i64, i64)> {
+        let zone = self.zones.get(zone_index)?;
+        let hour = hour_floor(hour);
+        let elapsed_ms = self.elapsed_ms(zone, hour, now)?;
+        let h = hash(&[
+            self.seed,
+            SALT_TRAFFIC,
+            zone_index as u64,
+            hour.timestamp() as u64,
+        ]);
+        let (ins, outs) = volume(h, zone.scale as f64, weight(hour));
+        Some((
+            scale_partial(ins, elapsed_ms),
+            scale_partial(outs, elapsed_ms),
+        ))
+    }
+
+    /// Occupancy of a space for the hour starting at `hour`, or `None` when there is no row.
+    pub fn occupancy(
+        &self,
+        space_index: usize,
+        hour: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Option<OccupancyValues> {
+        let space = self.spaces.get(space_index)?;
+        let hour = hour_floor(hour);
+        let elapsed_ms = self.elapsed_ms(space, hour, now)?;
+        let h = hash(&[
+            self.seed,
+            SALT_OCCUPANCY,
+            space_index as u64,
+            hour.timestamp() as u64,
+        ]);
+        let capacity = space.scale as f64;
+        let level = weight(hour) * capacity * 0.8 * (0.75 + 0.5 * unit(h));
+        let max = ((level * 1.2).ceil() as i64).min(space.scale);
+        let min = (level * 0.6).floor() as i64;
+        let jitter = unit(splitmix64(h)) - 0.5;
+        let avg_tenths = ((level + jitter) * 10.0).round() as i64;
+        // Scale all three by the elapsed fraction (the partial hour "grows"), then re-clamp
+        // the average, because flooring each one separately can break min <= avg <= max.
+        let max = scale_partial(max, elapsed_ms);
+        let min = scale_partial(min, elapsed_ms);
+        let avg_tenths = scale_partial(avg_tenths, elapsed_ms).clamp(min * 10, max * 10);
+        Some(OccupancyValues {
+            max,
+            min,
+            avg: avg_tenths as f64 / 10.0,
+        })
+    }
+
+    /// `(sumins, sumouts)` through a space's doors for an hour; rows exist exactly when
+    /// [`Dataset::occupancy`] has one.
+    pub fn space_traffic(
+        &self,
+        space_index: usize,
+        hour: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Option<(i64, i64)> {
+        let space = self.spaces.get(space_index)?;
+        let hour = hour_floor(hour);
+        let elapsed_ms = self.elapsed_ms(space, hour, now)?;
+        let h = hash(&[
+            self.seed,
+            SALT_TRAFFIC,
+            SALT_SPACE,
+            space_index as u64,
+            hour.timestamp() as u64,
+        ]);
+        let (ins, outs) = volume(h, space.scale as f64 * 1.5, weight(hour));
+        Some((
+            scale_partial(ins, elapsed_ms),
+            scale_partial(outs, elapsed_ms),
+        ))
+    }
+
+    /// Milliseconds of `hour` that have elapsed by `now` (capped at a full hour), or `None` when
+    /// the entity has no row for that hour.
+    fn elapsed_ms(&self, entity: &Entity, hour: DateTime<Utc>, now: DateTime<Utc>) -> Option<i64> {
+        if hour < entity.first_hour || hour >= now {
+            return None;
+        }
+        if entity.in_outage_site
+            && let Some((start, end)) = self.outage
+            && hour >= start
+            && hour < end
+        {
+            return None;
+        }
+        Some((now - hour).num_milliseconds().min(MS_PER_HOUR))
+    }
+}
+
+fn name_for(names: &[&str], index: usize) -> String {
+    let base = names[index % names.len()];
+    let round = index / names.len();
+    if round == 0 {
+        base.to_owned()
+    } else {
+        format!("{base} {}", round + 1)
+    }
+}
+
+/// Even zones exist from the start; odd zones are installed 5–30 days later at 14:00 UTC
+/// (09:00 local), so their first day is partial. Cycled so large zone counts stay in range.
+fn zone_first_hour(history_start: DateTime<Utc>, i: usize) -> DateTime<Utc> {
+    if i % 2 == 0 {
+        history_start
+    } else {
+        history_start + Duration::days(5 * (1 + (i as i64 / 2) % 6)) + Duration::hours(14)
+    }
+}
+
+/// Same idea as zones with a different rhythm (7–28 days late), so the two tables differ.
+fn space_first_hour(history_start: DateTime<Utc>, j: usize) -> DateTime<Utc> {
+    if j % 2 == 0 {
+        history_start
+    } else {
+        history_start + Duration::days(7 * (1 + (j as i64 / 2) % 4)) + Duration::hours(14)
+    }
+}
+
+fn id_order(entities: &[Entity]) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..entities.len()).collect();
+    order.sort_by(|a, b| entities[*a].id.cmp(&entities[*b].id));
+    order
+}
+
+/// Diurnal weight (by local hour) times a weekday factor: Saturdays are busy, Sundays quiet.
+fn weight(hour: DateTime<Utc>) -> f64 {
+    let local = hour + Duration::hours(LOCAL_OFFSET_HOURS);
+    let day_factor = match local.weekday() {
+        Weekday::Sat => 1.3,
+        Weekday::Sun => 0.8,
+        _ => 1.0,
+    };
+    DIURNAL[local.hour() as usize] * day_factor
+}
+
+/// Full-hour (ins, outs) for a weight; closed hours are mostly 0 with the odd cleaner or guard.
+fn volume(h: u64, peak: f64, weight: f64) -> (i64, i64) {
+    let noise = 0.75 + 0.5 * unit(h);
+    let stray = i64::from(h % 8 == 0) * (1 + (h >> 8) as i64 % 2);
+    let ins = (peak * weight * noise).round() as i64 + stray;
+    let outs_ratio = 0.85 + 0.25 * unit(splitmix64(h));
+    let outs = (ins as f64 * outs_ratio).round() as i64;
+    (ins, outs)
+}
+
+/// Scales a full-hour value down to the elapsed part of the hour (integer maths: exact and
+/// never above the full value).
+fn scale_partial(value: i64, elapsed_ms: i64) -> i64 {
+    if elapsed_ms >= MS_PER_HOUR {
+        value
+    } else {
+        value * elapsed_ms / MS_PER_HOUR
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    fn dataset(seed: u64) -> Dataset {
+        let start = at("2025-01-01T00:00:00Z");
+        Dataset::new(
+            seed,
+            6,
+            3,
+            start,
+            Some((at("2025-01-21T08:00:00Z"), at("2025-01-21T14:00:00Z"))),
+        )
+    }
+
+    fn now() -> DateTime<Utc> {
+        at("2025-03-15T10:30:00Z")
+    }
+
+    #[test]
+    fn same_seed_gives_same_data() {
+        let (a, b) = (dataset(7), dataset(7));
+        assert_eq!(a.zone_ids(), b.zone_ids());
+        assert_eq!(a.space_ids(), b.space_ids());
+        assert_eq!(a.zones(), b.zones());
+        assert_eq!(a.locations(), b.locations());
+        for h in 0..500 {
+            let hour = at("2025-02-01T00:00:00Z") + Duration::hours(h);
+            for z in 0..6 {
+                assert_eq!(a.traffic(z, hour, now()), b.traffic(z, hour, now()));
+            }
+            for s in 0..3 {
+                assert_eq!(a.occupancy(s, hour, now()), b.occupancy(s, hour, now()));
+            }
+        }
+        let c = dataset(8);
+        assert_ne!(a.zone_ids(), c.zone_ids());
+    }
+
+    #[test]
+    fn ids_are_lowercase_uuids_and_order_is_sorted() {
+        let d = dataset(7);
+        for id in d.zone_ids().iter().chain(d.space_ids().iter()) {
+            let parts: Vec<&str> = id.split('-').collect();
+            assert_eq!(
+                parts.iter().map(|p| p.len()).collect::<Vec<_>>(),
+                [8, 4, 4, 4, 12]
+            );
+            assert!(
+                id.chars()
+                    .all(|c| c == '-' || c.is_ascii_digit() || ('a'..='f').contains(&c))
+            );
+        }
+        let ids = d.zone_ids();
+        let ordered: Vec<&String> = d.zone_order().iter().map(|i| &ids[*i]).collect();
+        assert!(ordered.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn reference_objects_link_up() {
+        let d = dataset(7);
+        let names: Vec<&str> = (0..6).filter_map(|i| d.zone_name(i)).collect();
+        assert_eq!(names.iter().filter(|n| **n == "Main Entrance").count(), 2);
+        let location = &d.locations()[0];
+        assert_eq!(location.as_object().unwrap().len(), 16);
+        let sensor_ids: Vec<Value> = d.sensors().iter().map(|s| s["sensorId"].clone()).collect();
+        assert!(
+            d.zones()
+                .iter()
+                .all(|z| sensor_ids.contains(&z["sensorId"]))
+        );
+        let site_ids: Vec<Value> = d.sites().iter().map(|s| s["siteId"].clone()).collect();
+        assert!(d.sensors().iter().all(|s| site_ids.contains(&s["siteId"])));
+    }
+
+    #[test]
+    fn late_zone_has_no_rows_before_its_start() {
+        let d = dataset(7);
+        let first = d.zone_first_hour(1).unwrap();
+        assert!(first > d.history_start());
+        assert_eq!(d.traffic(1, first - Duration::hours(1), now()), None);
+        assert_eq!(d.traffic(1, d.history_start(), now()), None);
+        assert!(d.traffic(1, first, now()).is_some());
+        assert!(d.traffic(0, d.history_start(), now()).is_some());
+        let space_first = d.space_first_hour(1).unwrap();
+        assert_eq!(
+            d.occupancy(1, space_first - Duration::hours(1), now()),
+            None
+        );
+        assert!(d.occupancy(1, space_first, now()).is_some());
+    }
+
+    #[test]
+    fn outage_hours_have_no_rows_for_site_zero_only() {
+        let d = dataset(7);
+        let (start, end) = d.outage().unwrap();
+        let mut hour = start;
+        while hour < end {
+            assert_eq!(d.traffic(0, hour, now()), None);
+            assert_eq!(d.traffic(2, hour, now()), None);
+            assert!(d.traffic(1, hour, now()).is_some());
+            assert_eq!(d.occupancy(0, hour, now()), None);
+            hour += Duration::hours(1);
+        }
+        assert!(d.traffic(0, end, now()).is_some());
+        assert!(d.traffic(0, start - Duration::hours(1), now()).is_some());
+    }
+
+    #[test]
+    fn partial_hour_grows_and_future_is_absent() {
+        let d = dataset(7);
+        let hour = hour_floor(now());
+        assert_eq!(d.traffic(0, hour + Duration::hours(1), now()), None);
+        let later = hour + Duration::minutes(59);
+        for z in 0..6 {
+            let (pi, po) = d.traffic(z, hour, now()).unwrap();
+            let (li, lo) = d.traffic(z, hour, later).unwrap();
+            let (fi, fo) = d.traffic(z, hour, hour + Duration::hours(2)).unwrap();
+            assert!(pi <= li && li <= fi && po <= lo && lo <= fo);
+        }
+        // The default clock sits in a closed night hour; check real growth in a busy one.
+        let busy = at("2025-03-14T17:00:00Z");
+        let half_way = busy + Duration::minutes(30);
+        let full: i64 = (0..6).map(|z| d.traffic(z, busy, now()).unwrap().0).sum();
+        let half: i64 = (0..6)
+            .map(|z| d.traffic(z, busy, half_way).unwrap().0)
+            .sum();
+        assert!(half < full && half * 2 <= full, "half {half}, full {full}");
+    }
+
+    #[test]
+    fn counts_have_a_diurnal_shape() {
+        let d = dataset(7);
+        let night = at("2025-02-04T08:00:00Z"); // 03:00 local
+        let noon = at("2025-02-04T17:00:00Z"); // 12:00 local
+        let (n, _) = d.traffic(0, night, now()).unwrap();
+        let (p, _) = d.traffic(0, noon, now()).unwrap();
+        assert!(n <= 2 && p >= 50, "night {n}, noon {p}");
+    }
+
+    #[test]
+    fn occupancy_is_ordered_with_one_decimal() {
+        let d = dataset(7);
+        let mut hour = at("2025-02-01T00:00:00Z");
+        let end = now() + Duration::hours(1);
+        while hour < end {
+            for s in 0..3 {
+                if let Some(o) = d.occupancy(s, hour, now()) {
+                    assert!(o.min as f64 <= o.avg && o.avg <= o.max as f64, "{o:?}");
+                    assert!(((o.avg * 10.0).round() - o.avg * 10.0).abs() < 1e-9);
+                    assert!(d.space_traffic(s, hour, now()).is_some());
+                }
+            }
+            hour += Duration::hours(1);
+        }
+    }
+
+    #[test]
+    fn local_midnight_is_five_hours_after_utc_midnight() {
+        let date = NaiveDate::from_ymd_opt(2025, 1, 2).unwrap();
+        assert_eq!(local_midnight(date), at("2025-01-02T05:00:00Z"));
+    }
+}
