@@ -1,0 +1,335 @@
+//! Test harness: spawn the simulator and the connector, build configurations,
+//! collect Update streams, and compute the data the simulator serves.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use fivetran_source::{
+    clock::FixedClock,
+    grpc::{
+        pb::{self, source_connector_client::SourceConnectorClient, value_type::Inner},
+        server::serve,
+        service::ConnectorService,
+    },
+    simulator::{self, SimulatorHandle, SimulatorOptions},
+};
+use tokio::{net::TcpListener, sync::oneshot};
+use tonic::transport::Channel;
+
+/// The simulated "now", shared by the simulator and the connector's clock.
+pub fn now() -> DateTime<Utc> {
+    "2025-03-15T16:30:00Z".parse().unwrap()
+}
+
+/// The first day of simulated history and of `start_date`.
+pub const START_DATE: &str = "2025-01-01";
+
+pub fn start() -> DateTime<Utc> {
+    format!("{START_DATE}T00:00:00Z").parse().unwrap()
+}
+
+pub fn simulator_options() -> SimulatorOptions {
+    SimulatorOptions {
+        zones: 3,
+        spaces: 2,
+        history_start: start(),
+        now: now(),
+        ..SimulatorOptions::default()
+    }
+}
+
+pub async fn spawn_simulator() -> SimulatorHandle {
+    simulator::spawn(simulator_options()).await.unwrap()
+}
+
+/// A running connector server; dropping it shuts the server down.
+pub struct Connector {
+    pub client: SourceConnectorClient<Channel>,
+    pub channel: Channel,
+    _shutdown: oneshot::Sender<()>,
+}
+
+pub async fn spawn_connector() -> Connector {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let service = ConnectorService::new(Arc::new(FixedClock(now())));
+    let (shutdown, stopped) = oneshot::channel::<()>();
+    tokio::spawn(serve(listener, service, async move {
+        let _ = stopped.await;
+    }));
+    // The listener is bound already: connecting needs no waiting.
+    let channel = Channel::from_shared(format!("http://{address}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let client =
+        SourceConnectorClient::new(channel.clone()).max_decoding_message_size(128 * 1024 * 1024);
+    Connector {
+        client,
+        channel,
+        _shutdown: shutdown,
+    }
+}
+
+/// A configuration pointing at the simulator, with fast retries.
+pub fn configuration(sim: &SimulatorHandle) -> HashMap<String, String> {
+    HashMap::from(
+        [
+            ("client_id", "sim-client"),
+            ("client_secret", "sim-secret"),
+            ("api_base_url", sim.base_url.as_str()),
+            ("auth_url", sim.auth_url.as_str()),
+            ("start_date", START_DATE),
+            ("retry_base_delay_ms", "1"),
+            ("retry_max_delay_ms", "5"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned())),
+    )
+}
+
+/// One item of an Update stream, simplified for assertions.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    Records(Vec<pb::Record>),
+    Checkpoint(String),
+    Warning(String),
+    Task(String),
+}
+
+/// A whole Update stream and how it ended.
+#[derive(Debug)]
+pub struct UpdateRun {
+    pub events: Vec<Event>,
+    pub status: Option<tonic::Status>,
+}
+
+impl UpdateRun {
+    pub fn records(&self) -> impl Iterator<Item = &pb::Record> {
+        self.events.iter().flat_map(|event| match event {
+            Event::Records(records) => records.as_slice(),
+            _ => &[],
+        })
+    }
+
+    pub fn checkpoints(&self) -> Vec<&str> {
+        self.events
+            .iter()
+            .filter_map(|event| match event {
+                Event::Checkpoint(state) => Some(state.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    pub fn last_checkpoint(&self) -> Option<&str> {
+        self.checkpoints().last().copied()
+    }
+
+    pub fn warnings(&self) -> Vec<&str> {
+        self.events
+            .iter()
+            .filter_map(|event| match event {
+                Event::Warning(message) => Some(message.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Records sent before the `n`-th checkpoint (1-based), as Fivetran keeps them.
+    pub fn records_before_checkpoint(&self, n: usize) -> Vec<&pb::Record> {
+        let mut seen = 0;
+        let mut records = Vec::new();
+        for event in &self.events {
+            match event {
+                Event::Checkpoint(_) => {
+                    seen += 1;
+                    if seen == n {
+                        break;
+                    }
+                }
+                Event::Records(batch) => records.extend(batch.iter()),
+                _ => {}
+            }
+        }
+        records
+    }
+}
+
+pub async fn update(
+    connector: &Connector,
+    configuration: HashMap<String, String>,
+    state_json: Option<&str>,
+    selection: Option<pb::Selection>,
+) -> UpdateRun {
+    let mut client = connector.client.clone();
+    let request = pb::UpdateRequest {
+        configuration,
+        selection,
+        state_json: state_json.map(str::to_owned),
+    };
+    let mut run = UpdateRun {
+        events: Vec::new(),
+        status: None,
+    };
+    let mut stream = match client.update(request).await {
+        Ok(response) => response.into_inner(),
+        Err(status) => {
+            run.status = Some(status);
+            return run;
+        }
+    };
+    loop {
+        match stream.message().await {
+            Ok(Some(response)) => {
+                use pb::update_response::Operation;
+                let event = match response.operation.unwrap() {
+                    Operation::Records(records) => Event::Records(records.records),
+                    Operation::Record(record) => Event::Records(vec![record]),
+                    Operation::Checkpoint(checkpoint) => Event::Checkpoint(checkpoint.state_json),
+                    Operation::Warning(warning) => Event::Warning(warning.message),
+                    Operation::Task(task) => Event::Task(task.message),
+                    Operation::SchemaChange(_) => panic!("unexpected schema change"),
+                };
+                run.events.push(event);
+            }
+            Ok(None) => return run,
+            Err(status) => {
+                run.status = Some(status);
+                return run;
+            }
+        }
+    }
+}
+
+/// A cell value in test-friendly form.
+#[derive(Debug, Clone, PartialEq, PartialOrd)]
+pub enum Cell {
+    Null,
+    Bool(bool),
+    Long(i64),
+    Double(f64),
+    Text(String),
+    Time(DateTime<Utc>),
+}
+
+pub fn cell(value: &pb::ValueType) -> Cell {
+    match value.inner.clone().unwrap() {
+        Inner::Null(_) => Cell::Null,
+        Inner::Bool(flag) => Cell::Bool(flag),
+        Inner::Long(number) => Cell::Long(number),
+        Inner::Int(number) | Inner::Short(number) => Cell::Long(number.into()),
+        Inner::Double(number) => Cell::Double(number),
+        Inner::String(text) | Inner::Json(text) | Inner::Decimal(text) => Cell::Text(text),
+        Inner::UtcDatetime(ts) => {
+            Cell::Time(DateTime::from_timestamp(ts.seconds, ts.nanos as u32).unwrap())
+        }
+        other => panic!("unexpected value {other:?}"),
+    }
+}
+
+pub fn text(record: &pb::Record, column: &str) -> String {
+    match cell(&record.data[column]) {
+        Cell::Text(text) => text,
+        other => panic!("{column} is {other:?}"),
+    }
+}
+
+pub fn time(record: &pb::Record, column: &str) -> DateTime<Utc> {
+    match cell(&record.data[column]) {
+        Cell::Time(time) => time,
+        other => panic!("{column} is {other:?}"),
+    }
+}
+
+/// Traffic as the connector delivered it: (zone_id, hour) → (sumins, sumouts),
+/// the last upsert winning, as at the destination.
+pub fn traffic_rows<'a>(
+    records: impl IntoIterator<Item = &'a pb::Record>,
+) -> BTreeMap<(String, DateTime<Utc>), (Cell, Cell)> {
+    records
+        .into_iter()
+        .filter(|record| record.table_name == "traffic")
+        .map(|record| {
+            (
+                (text(record, "zone_id"), time(record, "record_date_hour_1")),
+                (cell(&record.data["sumins"]), cell(&record.data["sumouts"])),
+            )
+        })
+        .collect()
+}
+
+/// Occupancy as delivered: (space_id, hour) → (max, min, avg).
+pub fn occupancy_rows<'a>(
+    records: impl IntoIterator<Item = &'a pb::Record>,
+) -> BTreeMap<(String, DateTime<Utc>), (Cell, Cell, Cell)> {
+    records
+        .into_iter()
+        .filter(|record| record.table_name == "occupancy")
+        .map(|record| {
+            (
+                (text(record, "space_id"), time(record, "record_date_hour_1")),
+                (
+                    cell(&record.data["maxoccupancy"]),
+                    cell(&record.data["minoccupancy"]),
+                    cell(&record.data["avgoccupancy"]),
+                ),
+            )
+        })
+        .collect()
+}
+
+fn hours(from: DateTime<Utc>, until: DateTime<Utc>) -> impl Iterator<Item = DateTime<Utc>> {
+    std::iter::successors(Some(from), |hour| Some(*hour + Duration::hours(1)))
+        .take_while(move |hour| *hour < until)
+}
+
+/// Every traffic row the simulator serves from `from` until its clock.
+pub fn expected_traffic(
+    sim: &SimulatorHandle,
+    from: DateTime<Utc>,
+) -> BTreeMap<(String, DateTime<Utc>), (Cell, Cell)> {
+    let dataset = &sim.dataset;
+    let mut rows = BTreeMap::new();
+    for zone in 0..dataset.zone_count() {
+        for hour in hours(from, sim.now()) {
+            if let Some((ins, outs)) = dataset.traffic(zone, hour, sim.now()) {
+                let id = dataset.zone_id(zone).unwrap().to_owned();
+                rows.insert((id, hour), (Cell::Long(ins), Cell::Long(outs)));
+            }
+        }
+    }
+    rows
+}
+
+/// Every occupancy row the simulator serves from `from` until its clock.
+pub fn expected_occupancy(
+    sim: &SimulatorHandle,
+    from: DateTime<Utc>,
+) -> BTreeMap<(String, DateTime<Utc>), (Cell, Cell, Cell)> {
+    let dataset = &sim.dataset;
+    let mut rows = BTreeMap::new();
+    for space in 0..dataset.space_count() {
+        for hour in hours(from, sim.now()) {
+            if let Some(values) = dataset.occupancy(space, hour, sim.now()) {
+                let id = dataset.space_id(space).unwrap().to_owned();
+                rows.insert(
+                    (id, hour),
+                    (
+                        Cell::Long(values.max),
+                        Cell::Long(values.min),
+                        Cell::Double(values.avg),
+                    ),
+                );
+            }
+        }
+    }
+    rows
+}
+
+pub fn day(text: &str) -> NaiveDate {
+    text.parse().unwrap()
+}
