@@ -1,14 +1,18 @@
 //! Records in domain terms and the mapping from one API row (a JSON object) to
 //! one record: normalized names, declared types, unknown fields passed through.
 
-use std::borrow::Cow;
+use std::{borrow::Cow, fmt};
 
 use chrono::{DateTime, Utc};
-use serde_json::{Map, Value as Json};
+use serde::{
+    Deserialize, Deserializer,
+    de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor},
+};
+use serde_json::Value as Json;
 
 use crate::{
     naming::normalize_column_name,
-    schema::{ColumnType, Table},
+    schema::{ColumnSpec, ColumnType, Table},
     selection::ColumnFilter,
 };
 
@@ -103,9 +107,13 @@ pub enum RowError {
     /// The row is not a JSON object.
     #[error("row is not a JSON object")]
     NotAnObject,
+    /// The row is not valid JSON.
+    #[error("row is not valid JSON")]
+    InvalidJson,
 }
 
-/// Maps one API row to an upsert for `table`.
+/// Maps one API row (the bytes of one JSON object) to an upsert for `table`,
+/// parsing straight into typed values without building a JSON tree.
 ///
 /// Declared columns (`declared`, already narrowed to the configured metrics)
 /// are coerced to their type and sent as NULL when absent, because an upsert
@@ -114,119 +122,282 @@ pub enum RowError {
 /// filter excludes are dropped; primary keys never are.
 ///
 /// # Errors
-/// [`RowError`] when a key is missing or a declared field has the wrong type.
+/// [`RowError`] when the row is not an object, a key is missing, or a
+/// declared field has the wrong type.
 pub fn map_row(
     table: Table,
-    declared: &[&'static crate::schema::ColumnSpec],
-    row: Json,
+    declared: &[&'static ColumnSpec],
+    row: &[u8],
     filter: &ColumnFilter,
 ) -> Result<Record, RowError> {
-    let Json::Object(mut fields) = row else {
-        return Err(RowError::NotAnObject);
-    };
-    let mut values: Vec<(Cow<'static, str>, Value)> = Vec::with_capacity(fields.len() + 2);
-    for column in declared {
-        let raw = fields.remove(column.source);
-        if column.primary_key {
-            let value = match raw {
-                None | Some(Json::Null) => return Err(RowError::MissingKey(column.source)),
-                Some(raw) => coerce(column.source, column.column_type, raw)?,
-            };
-            values.push((Cow::Borrowed(column.name), value));
-        } else if filter.includes(column.name) {
-            let value = match raw {
-                None => Value::Null,
-                Some(raw) => coerce(column.source, column.column_type, raw)?,
-            };
-            values.push((Cow::Borrowed(column.name), value));
-        }
-    }
-    pass_through(table, fields, filter, &mut values);
-    Ok(Record {
+    let mut deserializer = serde_json::Deserializer::from_slice(row);
+    let seed = RowSeed {
         table,
-        operation: Operation::Upsert,
-        values,
-    })
+        declared,
+        filter,
+    };
+    let mapped = seed
+        .deserialize(&mut deserializer)
+        .map_err(|_| RowError::InvalidJson)?;
+    deserializer.end().map_err(|_| RowError::InvalidJson)?;
+    mapped
 }
 
-/// Adds fields the schema does not declare, under their normalized names.
-fn pass_through(
+struct RowSeed<'a> {
     table: Table,
-    fields: Map<String, Json>,
-    filter: &ColumnFilter,
-    values: &mut Vec<(Cow<'static, str>, Value)>,
-) {
-    for (source, raw) in fields {
-        // A declared column of another metric (not configured) is not sent.
-        if table.column_for_source(&source).is_some() {
-            continue;
-        }
-        let name = normalize_column_name(&source);
-        if !filter.includes(&name) || values.iter().any(|(existing, _)| *existing == name) {
-            continue;
-        }
-        values.push((Cow::Owned(name), infer(raw)));
+    declared: &'a [&'static ColumnSpec],
+    filter: &'a ColumnFilter,
+}
+
+impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
+    type Value = Result<Record, RowError>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(self)
     }
 }
 
-/// Coerces a JSON value to a declared type. Numbers may arrive as strings
-/// (`avgoccupancy` does), integers as whole floats, and anything may be null.
-fn coerce(field: &str, column_type: ColumnType, raw: Json) -> Result<Value, RowError> {
-    let bad = |expected: &'static str| RowError::BadValue {
-        field: field.to_owned(),
-        expected,
-    };
-    Ok(match (column_type, raw) {
-        (_, Json::Null) => Value::Null,
-        (ColumnType::String, Json::String(text)) => Value::String(text),
-        (ColumnType::String, Json::Number(number)) => Value::String(number.to_string()),
-        (ColumnType::String, Json::Bool(flag)) => Value::String(flag.to_string()),
-        (ColumnType::String, other) => Value::String(other.to_string()),
-        (ColumnType::Long, Json::Number(number)) => Value::Long(
-            number
-                .as_i64()
-                .or_else(|| number.as_f64().and_then(whole_f64_to_i64))
-                .ok_or_else(|| bad("integer"))?,
-        ),
-        (ColumnType::Long, Json::String(text)) => Value::Long(
-            text.trim()
-                .parse::<i64>()
-                .ok()
-                .or_else(|| text.trim().parse::<f64>().ok().and_then(whole_f64_to_i64))
-                .ok_or_else(|| bad("integer"))?,
-        ),
-        (ColumnType::Double, Json::Number(number)) => {
-            Value::Double(number.as_f64().ok_or_else(|| bad("number"))?)
+impl<'de> Visitor<'de> for RowSeed<'_> {
+    type Value = Result<Record, RowError>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut values: Vec<(Cow<'static, str>, Value)> =
+            Vec::with_capacity(self.declared.len() + 2);
+        // Which declared columns were present (at most 64 declared columns).
+        let mut seen: u64 = 0;
+        let mut problem: Option<RowError> = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            if let Some(position) = self.declared.iter().position(|c| c.source == key) {
+                let column = self.declared[position];
+                let bit = 1u64 << (position % 64);
+                let wanted = column.primary_key || self.filter.includes(column.name);
+                if seen & bit != 0 || !wanted {
+                    map.next_value::<IgnoredAny>()?;
+                    seen |= bit;
+                    continue;
+                }
+                seen |= bit;
+                match map.next_value_seed(TypedSeed(column.column_type))? {
+                    Ok(Value::Null) if column.primary_key => {
+                        problem.get_or_insert(RowError::MissingKey(column.source));
+                    }
+                    Ok(value) => values.push((Cow::Borrowed(column.name), value)),
+                    Err(expected) => {
+                        problem.get_or_insert(RowError::BadValue {
+                            field: column.source.to_owned(),
+                            expected,
+                        });
+                    }
+                }
+            } else if self.table.column_for_source(&key).is_some() {
+                // A metric column that is not configured: not declared, not sent.
+                map.next_value::<IgnoredAny>()?;
+            } else {
+                let name = normalize_column_name(&key);
+                if !self.filter.includes(&name)
+                    || values.iter().any(|(existing, _)| *existing == name)
+                {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+                let raw: Json = map.next_value()?;
+                values.push((Cow::Owned(name), infer(raw)));
+            }
         }
-        (ColumnType::Double, Json::String(text)) => Value::Double(
-            text.trim()
-                .parse::<f64>()
-                .ok()
-                .filter(|number| number.is_finite())
-                .ok_or_else(|| bad("number"))?,
-        ),
-        (ColumnType::Boolean, Json::Bool(flag)) => Value::Bool(flag),
-        (ColumnType::Boolean, Json::String(text)) => match text.trim() {
-            "true" | "True" | "TRUE" | "1" => Value::Bool(true),
-            "false" | "False" | "FALSE" | "0" => Value::Bool(false),
-            _ => return Err(bad("boolean")),
+        if let Some(problem) = problem {
+            return Ok(Err(problem));
+        }
+        for (position, column) in self.declared.iter().enumerate() {
+            if seen & (1u64 << (position % 64)) != 0 {
+                continue;
+            }
+            if column.primary_key {
+                return Ok(Err(RowError::MissingKey(column.source)));
+            }
+            if self.filter.includes(column.name) {
+                values.push((Cow::Borrowed(column.name), Value::Null));
+            }
+        }
+        Ok(Ok(Record {
+            table: self.table,
+            operation: Operation::Upsert,
+            values,
+        }))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Err(RowError::NotAnObject))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(Err(RowError::NotAnObject))
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(Err(RowError::NotAnObject))
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(Err(RowError::NotAnObject))
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(Err(RowError::NotAnObject))
+    }
+
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+        Ok(Err(RowError::NotAnObject))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Err(RowError::NotAnObject))
+    }
+}
+
+/// Reads one JSON value as a declared type. The outer `Result` is JSON
+/// syntax; the inner one says which type the value failed to be.
+struct TypedSeed(ColumnType);
+
+impl<'de> DeserializeSeed<'de> for TypedSeed {
+    type Value = Result<Value, &'static str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        if self.0 == ColumnType::Json {
+            let raw = Json::deserialize(deserializer)?;
+            return Ok(Ok(match raw {
+                Json::Null => Value::Null,
+                other => Value::Json(other.to_string()),
+            }));
+        }
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl TypedSeed {
+    fn expected(&self) -> &'static str {
+        match self.0 {
+            ColumnType::Long => "integer",
+            ColumnType::Double => "number",
+            ColumnType::Boolean => "boolean",
+            ColumnType::UtcDatetime => "UTC timestamp",
+            ColumnType::String | ColumnType::Json => "string",
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for TypedSeed {
+    type Value = Result<Value, &'static str>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str(self.expected())
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Ok(Value::Null))
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Ok(Value::Null))
+    }
+
+    fn visit_bool<E: de::Error>(self, flag: bool) -> Result<Self::Value, E> {
+        Ok(match self.0 {
+            ColumnType::Boolean => Ok(Value::Bool(flag)),
+            ColumnType::String => Ok(Value::String(flag.to_string())),
+            _ => Err(self.expected()),
+        })
+    }
+
+    fn visit_i64<E: de::Error>(self, number: i64) -> Result<Self::Value, E> {
+        Ok(match self.0 {
+            ColumnType::Long => Ok(Value::Long(number)),
+            ColumnType::Double => Ok(Value::Double(number as f64)),
+            ColumnType::String => Ok(Value::String(number.to_string())),
+            ColumnType::Boolean => match number {
+                0 => Ok(Value::Bool(false)),
+                1 => Ok(Value::Bool(true)),
+                _ => Err(self.expected()),
+            },
+            _ => Err(self.expected()),
+        })
+    }
+
+    fn visit_u64<E: de::Error>(self, number: u64) -> Result<Self::Value, E> {
+        match i64::try_from(number) {
+            Ok(number) => self.visit_i64(number),
+            Err(_) => Ok(match self.0 {
+                ColumnType::Double => Ok(Value::Double(number as f64)),
+                ColumnType::String => Ok(Value::String(number.to_string())),
+                _ => Err(self.expected()),
+            }),
+        }
+    }
+
+    fn visit_f64<E: de::Error>(self, number: f64) -> Result<Self::Value, E> {
+        Ok(match self.0 {
+            ColumnType::Double => Ok(Value::Double(number)),
+            ColumnType::Long => whole_f64_to_i64(number)
+                .map(Value::Long)
+                .ok_or(self.expected()),
+            ColumnType::String => Ok(Value::String(number.to_string())),
+            _ => Err(self.expected()),
+        })
+    }
+
+    fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+        Ok(coerce_text(self.0, text).ok_or(self.expected()))
+    }
+
+    fn visit_string<E: de::Error>(self, text: String) -> Result<Self::Value, E> {
+        if self.0 == ColumnType::String {
+            return Ok(Ok(Value::String(text)));
+        }
+        self.visit_str(&text)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        // Only JSON columns take objects, and those never get here.
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Err(self.expected()))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Err(self.expected()))
+    }
+}
+
+/// A string value as a declared type: numbers may arrive as strings
+/// (`avgoccupancy` does), booleans as words.
+fn coerce_text(column_type: ColumnType, text: &str) -> Option<Value> {
+    let trimmed = text.trim();
+    match column_type {
+        ColumnType::String => Some(Value::String(text.to_owned())),
+        ColumnType::Json => Some(Value::Json(Json::String(text.to_owned()).to_string())),
+        ColumnType::Long => trimmed
+            .parse::<i64>()
+            .ok()
+            .or_else(|| trimmed.parse::<f64>().ok().and_then(whole_f64_to_i64))
+            .map(Value::Long),
+        ColumnType::Double => trimmed
+            .parse::<f64>()
+            .ok()
+            .filter(|number| number.is_finite())
+            .map(Value::Double),
+        ColumnType::Boolean => match trimmed {
+            "true" | "True" | "TRUE" | "1" => Some(Value::Bool(true)),
+            "false" | "False" | "FALSE" | "0" => Some(Value::Bool(false)),
+            _ => None,
         },
-        (ColumnType::Boolean, Json::Number(number)) => match number.as_i64() {
-            Some(0) => Value::Bool(false),
-            Some(1) => Value::Bool(true),
-            _ => return Err(bad("boolean")),
-        },
-        (ColumnType::UtcDatetime, Json::String(text)) => Value::UtcDatetime(
-            DateTime::parse_from_rfc3339(text.trim())
-                .map(|time| time.with_timezone(&Utc))
-                .map_err(|_| bad("UTC timestamp"))?,
-        ),
-        (ColumnType::Json, other) => Value::Json(other.to_string()),
-        (ColumnType::Long, _) => return Err(bad("integer")),
-        (ColumnType::Double, _) => return Err(bad("number")),
-        (ColumnType::Boolean, _) => return Err(bad("boolean")),
-        (ColumnType::UtcDatetime, _) => return Err(bad("UTC timestamp")),
-    })
+        ColumnType::UtcDatetime => DateTime::parse_from_rfc3339(trimmed)
+            .ok()
+            .map(|time| Value::UtcDatetime(time.with_timezone(&Utc))),
+    }
 }
 
 fn whole_f64_to_i64(number: f64) -> Option<i64> {
@@ -255,10 +426,18 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::schema::ColumnSpec;
 
     fn declared(table: Table) -> Vec<&'static ColumnSpec> {
         table.all_columns().iter().collect()
+    }
+
+    fn map_row(
+        table: Table,
+        declared: &[&'static ColumnSpec],
+        row: serde_json::Value,
+        filter: &ColumnFilter,
+    ) -> Result<Record, RowError> {
+        super::map_row(table, declared, row.to_string().as_bytes(), filter)
     }
 
     #[test]
@@ -329,7 +508,9 @@ mod tests {
             .iter()
             .map(|(name, _)| name.as_ref())
             .collect();
-        assert_eq!(names, ["zone_id", "record_date_hour_1"]);
+        let mut names = names;
+        names.sort_unstable();
+        assert_eq!(names, ["record_date_hour_1", "zone_id"]);
     }
 
     #[test]
@@ -363,5 +544,36 @@ mod tests {
             ),
             Err(RowError::NotAnObject)
         );
+    }
+    #[test]
+    fn invalid_json_and_scalars_are_row_errors() {
+        let traffic = declared(Table::Traffic);
+        assert_eq!(
+            super::map_row(
+                Table::Traffic,
+                &traffic,
+                br#"{"zoneId": tru}"#,
+                &ColumnFilter::All
+            ),
+            Err(RowError::InvalidJson)
+        );
+        assert_eq!(
+            super::map_row(Table::Traffic, &traffic, br#""text""#, &ColumnFilter::All),
+            Err(RowError::NotAnObject)
+        );
+    }
+
+    #[test]
+    fn escaped_strings_and_numeric_strings_are_decoded() {
+        let row = br#"{"recordDate_hour_1":"2025-12-01T15:00:00Z","zoneId":"z\u00e9","sumins":"12","sumouts":3.0}"#;
+        let traffic = declared(Table::Traffic);
+        let record = super::map_row(Table::Traffic, &traffic, row, &ColumnFilter::All).unwrap();
+        assert_eq!(
+            record.get("zone_id"),
+            Some(&Value::String("z\u{e9}".into()))
+        );
+        assert_eq!(record.get("sumins"), Some(&Value::Long(12)));
+        assert_eq!(record.get("sumouts"), Some(&Value::Long(3)));
+        assert_eq!(record.get("name"), Some(&Value::Null));
     }
 }

@@ -1,8 +1,11 @@
 //! The Update pipeline, free of protobuf: refresh the reference tables, then
-//! for each time-series table fetch planned chunks (a bounded number ahead),
-//! send their records in small batches and checkpoint after each chunk.
+//! for each time-series table fetch planned chunks (a bounded number ahead,
+//! each response parsed as it streams in), send their records in small
+//! batches and checkpoint after each chunk.
 
 use std::{
+    collections::VecDeque,
+    fmt,
     future::Future,
     pin::Pin,
     sync::Arc,
@@ -11,12 +14,14 @@ use std::{
 };
 
 use chrono::NaiveDate;
-use futures_util::{StreamExt, stream};
 use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::{info, warn};
 
 use crate::{
-    api::{ApiClient, ApiError},
+    api::{
+        ApiClient, ApiError,
+        retry::{backoff_delay, jitter_random},
+    },
     chunk::{PlanSettings, PlannedChunk, plan_table},
     config::Config,
     record::{Record, RowError, map_row},
@@ -143,100 +148,90 @@ async fn run_inner(
 
     let config = &request.config;
     let mut state = request.state.clone();
-
-    // Reference tables: full refresh. Fetch first, so a failed fetch never
-    // leaves a truncated table; then TRUNCATE (soft-deletes entities removed
-    // at the source) and upsert everything.
-    let mut refreshed_any = false;
-    for &table in &config.reference_tables {
-        let Some(filter) = request.selection.table(table) else {
-            continue;
-        };
-        let fetch_started = Instant::now();
-        let rows = api.fetch_reference(table).await?;
-        let declared: Vec<&'static ColumnSpec> = table.columns(config).collect();
-        let mapped = map_rows(table, &declared, rows, &filter);
-        let warning = mapped.warning(table, None);
-        let (sent, skipped) = (mapped.sent, mapped.skipped);
-        emit!(emitter.record(Record::truncate(table)));
-        for record in mapped.records {
-            emit!(emitter.record(record));
-        }
-        if let Some(warning) = warning {
-            emit!(emitter.event(SyncEvent::Warning(warning)));
-        }
-        info!(
-            table = %table,
-            rows = sent,
-            skipped,
-            elapsed_ms = fetch_started.elapsed().as_millis() as u64,
-            "Refreshed reference table."
-        );
-        refreshed_any = true;
-    }
-    if refreshed_any {
-        emit!(emitter.event(SyncEvent::Checkpoint(state.to_json())));
-    }
-
-    // Time series: plan every chunk, fetch up to `max_in_flight_requests`
-    // ahead in spawned tasks (so fetching and parsing go on while earlier
-    // chunks stream), and emit strictly in plan order.
-    let settings = PlanSettings {
-        start_date: config.start_date,
-        today: request.today,
-        lookback_days: config.lookback_days,
-        chunk_days: config.chunk_days,
-    };
-    let mut plan: Vec<(PlannedChunk, ColumnFilter)> = Vec::new();
-    for table in [Table::Traffic, Table::Occupancy] {
-        if let Some(filter) = request.selection.table(table) {
-            let chunks = plan_table(table, state.coverage(table), settings);
-            plan.extend(chunks.into_iter().map(|chunk| (chunk, filter.clone())));
-        }
-    }
-    let total_chunks = plan.len();
+    let jobs = plan_jobs(request, &state);
+    let total_chunks = jobs
+        .iter()
+        .filter(|(job, _)| matches!(job, Job::Chunk(_)))
+        .count();
+    let references = jobs.len() - total_chunks;
     let shared_config = Arc::new(config.clone());
-    let mut fetched = stream::iter(plan)
-        .map(|(chunk, filter)| {
-            let api = Arc::clone(&api);
-            let config = Arc::clone(&shared_config);
-            AbortOnDrop(tokio::spawn(fetch_chunk(api, config, chunk, filter)))
-        })
-        .buffered(config.max_in_flight_requests as usize);
 
+    // Up to `max_in_flight_requests` jobs run ahead in their own tasks, each
+    // sending mapped records through a small channel; the loop below drains
+    // them strictly in plan order, so records and checkpoints keep that order.
+    let mut pending_jobs = jobs.into_iter();
+    let mut running: VecDeque<RunningJob> = VecDeque::new();
     let mut chunk_number = 0;
-    while let Some(joined) = fetched.next().await {
-        let fetched_chunk = joined.map_err(|error| SyncError::Internal(error.to_string()))??;
-        chunk_number += 1;
-        let FetchedChunk {
-            chunk,
-            mapped,
-            fetch_ms,
-        } = fetched_chunk;
-        let emit_started = Instant::now();
-        let (sent, skipped) = (mapped.sent, mapped.skipped);
-        let warning = mapped.warning(chunk.table, Some(&chunk));
-        for record in mapped.records {
-            emit!(emitter.record(record));
+    let mut references_done = 0;
+    loop {
+        while running.len() < config.max_in_flight_requests as usize {
+            let Some((job, filter)) = pending_jobs.next() else {
+                break;
+            };
+            running.push_back(RunningJob::start(&api, &shared_config, job, filter));
         }
-        if let Some(warning) = warning {
+        let Some(mut current) = running.pop_front() else {
+            break;
+        };
+        let started = Instant::now();
+        let mut sent = 0usize;
+        let summary = loop {
+            match current.messages.recv().await {
+                Some(JobMessage::Records(records)) => {
+                    sent += records.len();
+                    for record in records {
+                        emit!(emitter.record(record));
+                    }
+                }
+                Some(JobMessage::Finished(summary)) => break summary,
+                Some(JobMessage::Failed(error)) => return Err(error),
+                None => {
+                    return Err(SyncError::Internal(format!(
+                        "the fetch task for {} ended without finishing",
+                        current.job
+                    )));
+                }
+            }
+        };
+        if let Some(warning) = summary.warning(&current.job) {
             emit!(emitter.event(SyncEvent::Warning(warning)));
         }
-        state.record_chunk(&chunk);
-        emit!(emitter.event(SyncEvent::Checkpoint(state.to_json())));
-        info!(
-            table = %chunk.table,
-            window = %chunk.range,
-            chunk = chunk_number,
-            chunks = total_chunks,
-            rows = sent,
-            skipped,
-            fetch_ms,
-            send_ms = emit_started.elapsed().as_millis() as u64,
-            "Synced chunk."
-        );
+        let table = current.job.table();
+        match current.job {
+            Job::Reference(_) => {
+                // Truncate and upserts were sent; the refresh is committed with
+                // the next checkpoint, after the last reference table.
+                references_done += 1;
+                info!(
+                    table = %table,
+                    rows = sent - 1,
+                    skipped = summary.skipped,
+                    fetch_ms = summary.fetch_ms,
+                    "Refreshed reference table."
+                );
+                if references_done == references {
+                    emit!(emitter.event(SyncEvent::Checkpoint(state.to_json())));
+                }
+            }
+            Job::Chunk(chunk) => {
+                chunk_number += 1;
+                state.record_chunk(&chunk);
+                emit!(emitter.event(SyncEvent::Checkpoint(state.to_json())));
+                info!(
+                    table = %table,
+                    window = %chunk.range,
+                    chunk = chunk_number,
+                    chunks = total_chunks,
+                    rows = sent - usize::from(summary.truncated),
+                    skipped = summary.skipped,
+                    bytes = summary.bytes,
+                    elapsed_ms = started.elapsed().as_millis() as u64 + summary.fetch_ms,
+                    "Synced chunk."
+                );
+            }
+        }
     }
-    if !refreshed_any && total_chunks == 0 {
+    if references == 0 && total_chunks == 0 {
         // Nothing selected: still confirm the state so Fivetran records a checkpoint.
         emit!(emitter.event(SyncEvent::Checkpoint(state.to_json())));
     }
@@ -244,76 +239,199 @@ async fn run_inner(
     Ok(SyncOutcome::Completed)
 }
 
-struct FetchedChunk {
-    chunk: PlannedChunk,
-    mapped: MappedRows,
-    fetch_ms: u64,
+/// One API request and what follows it in the stream.
+#[derive(Clone, Copy, Debug)]
+enum Job {
+    /// A full refresh of a reference table: TRUNCATE, then every entity.
+    Reference(Table),
+    /// One time-series chunk, followed by a checkpoint.
+    Chunk(PlannedChunk),
 }
 
-/// Fetches and maps one chunk; runs in its own task so it overlaps with sending.
-async fn fetch_chunk(
-    api: Arc<ApiClient>,
-    config: Arc<Config>,
-    chunk: PlannedChunk,
-    filter: ColumnFilter,
-) -> Result<FetchedChunk, SyncError> {
-    let started = Instant::now();
-    let rows = api
-        .fetch_series(chunk.table, chunk.range, config.metrics_for(chunk.table))
-        .await?;
-    let declared: Vec<&'static ColumnSpec> = chunk.table.columns(&config).collect();
-    let mapped = map_rows(chunk.table, &declared, rows, &filter);
-    Ok(FetchedChunk {
-        chunk,
-        mapped,
-        fetch_ms: started.elapsed().as_millis() as u64,
-    })
+impl Job {
+    fn table(&self) -> Table {
+        match self {
+            Job::Reference(table) => *table,
+            Job::Chunk(chunk) => chunk.table,
+        }
+    }
 }
 
-/// Rows of one response mapped to records, with unusable rows counted.
-struct MappedRows {
-    records: Vec<Record>,
-    sent: usize,
+impl fmt::Display for Job {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Job::Reference(table) => write!(f, "{table}"),
+            Job::Chunk(chunk) => write!(f, "{} for {}", chunk.table, chunk.range),
+        }
+    }
+}
+
+/// Every request of this sync, in stream order: the selected reference
+/// tables, then each selected time-series table's chunks.
+fn plan_jobs(request: &SyncRequest, state: &State) -> Vec<(Job, ColumnFilter)> {
+    let config = &request.config;
+    let mut jobs = Vec::new();
+    for &table in &config.reference_tables {
+        if let Some(filter) = request.selection.table(table) {
+            jobs.push((Job::Reference(table), filter));
+        }
+    }
+    let settings = PlanSettings {
+        start_date: config.start_date,
+        today: request.today,
+        lookback_days: config.lookback_days,
+        chunk_days: config.chunk_days,
+    };
+    for table in [Table::Traffic, Table::Occupancy] {
+        if let Some(filter) = request.selection.table(table) {
+            let chunks = plan_table(table, state.coverage(table), settings);
+            jobs.extend(
+                chunks
+                    .into_iter()
+                    .map(|chunk| (Job::Chunk(chunk), filter.clone())),
+            );
+        }
+    }
+    jobs
+}
+
+/// Records per message from a job to the sync loop.
+const JOB_BATCH_RECORDS: usize = MAX_BATCH_RECORDS;
+/// Messages buffered per running job: with the in-flight limit, this bounds
+/// the records held in memory however large a response is.
+const JOB_CHANNEL_CAPACITY: usize = 4;
+
+/// What a job's task tells the sync loop.
+enum JobMessage {
+    Records(Vec<Record>),
+    Finished(JobSummary),
+    Failed(SyncError),
+}
+
+/// How a job went.
+#[derive(Debug, Default)]
+struct JobSummary {
     skipped: usize,
     first_problem: Option<RowError>,
+    fetch_ms: u64,
+    bytes: u64,
+    truncated: bool,
 }
 
-impl MappedRows {
-    fn warning(&self, table: Table, chunk: Option<&PlannedChunk>) -> Option<String> {
+impl JobSummary {
+    fn warning(&self, job: &Job) -> Option<String> {
         let problem = self.first_problem.as_ref()?;
-        let window = chunk
-            .map(|c| format!(" for {}", c.range))
-            .unwrap_or_default();
         Some(format!(
-            "Skipped {} unusable row(s) of {table}{window}; first problem: {problem}.",
+            "Skipped {} unusable row(s) of {job}; first problem: {problem}.",
             self.skipped
         ))
     }
 }
 
-fn map_rows(
-    table: Table,
-    declared: &[&'static ColumnSpec],
-    rows: Vec<serde_json::Value>,
-    filter: &ColumnFilter,
-) -> MappedRows {
-    let mut mapped = MappedRows {
-        records: Vec::with_capacity(rows.len()),
-        sent: 0,
-        skipped: 0,
-        first_problem: None,
-    };
-    for row in rows {
-        match map_row(table, declared, row, filter) {
-            Ok(record) => mapped.records.push(record),
-            Err(problem) => {
-                mapped.skipped += 1;
-                mapped.first_problem.get_or_insert(problem);
-            }
+/// A job running in its own task, aborted when dropped.
+struct RunningJob {
+    job: Job,
+    messages: mpsc::Receiver<JobMessage>,
+    _task: AbortOnDrop<()>,
+}
+
+impl RunningJob {
+    fn start(api: &Arc<ApiClient>, config: &Arc<Config>, job: Job, filter: ColumnFilter) -> Self {
+        let (sender, messages) = mpsc::channel(JOB_CHANNEL_CAPACITY);
+        let api = Arc::clone(api);
+        let config = Arc::clone(config);
+        let task = tokio::spawn(async move {
+            let message = match run_job(&api, &config, job, &filter, &sender).await {
+                Ok(Some(summary)) => JobMessage::Finished(summary),
+                Ok(None) => return,
+                Err(error) => JobMessage::Failed(error),
+            };
+            let _ = sender.send(message).await;
+        });
+        Self {
+            job,
+            messages,
+            _task: AbortOnDrop(task),
         }
     }
-    mapped.sent = mapped.records.len();
-    mapped
+}
+
+/// Requests one job's rows and sends them, mapped, in batches. A body cut off
+/// mid-stream is requested again (its rows are re-sent, which upserts make
+/// harmless) within the retry budget. `Ok(None)` means the receiver is gone.
+async fn run_job(
+    api: &ApiClient,
+    config: &Config,
+    job: Job,
+    filter: &ColumnFilter,
+    sender: &mpsc::Sender<JobMessage>,
+) -> Result<Option<JobSummary>, SyncError> {
+    let table = job.table();
+    let declared: Vec<&'static ColumnSpec> = table.columns(config).collect();
+    let started = Instant::now();
+    let mut attempt = 1;
+    'request: loop {
+        let mut stream = match job {
+            Job::Reference(table) => api.open_reference(table).await?,
+            Job::Chunk(chunk) => {
+                api.open_series(chunk.table, chunk.range, config.metrics_for(chunk.table))
+                    .await?
+            }
+        };
+        let mut summary = JobSummary::default();
+        if let Job::Reference(table) = job {
+            // Only once the request succeeded: a failed fetch never truncates.
+            summary.truncated = true;
+            if sender
+                .send(JobMessage::Records(vec![Record::truncate(table)]))
+                .await
+                .is_err()
+            {
+                return Ok(None);
+            }
+        }
+        let mut rows = Vec::with_capacity(64 * 1024);
+        let mut ranges = Vec::new();
+        let mut batch = Vec::with_capacity(JOB_BATCH_RECORDS);
+        loop {
+            let more = match stream.next_rows(&mut rows, &mut ranges).await {
+                Ok(more) => more,
+                Err(ApiError::BodyInterrupted { .. }) if attempt < api.settings().max_attempts => {
+                    let delay = backoff_delay(api.settings(), attempt, jitter_random());
+                    warn!(job = %job, attempt, delay_ms = delay.as_millis() as u64, "Response broke off; requesting it again.");
+                    attempt += 1;
+                    tokio::time::sleep(delay).await;
+                    continue 'request;
+                }
+                Err(error) => return Err(error.into()),
+            };
+            for range in ranges.drain(..) {
+                match map_row(table, &declared, &rows[range], filter) {
+                    Ok(record) => batch.push(record),
+                    Err(problem) => {
+                        summary.skipped += 1;
+                        summary.first_problem.get_or_insert(problem);
+                    }
+                }
+                if batch.len() == JOB_BATCH_RECORDS {
+                    let full = std::mem::replace(&mut batch, Vec::with_capacity(JOB_BATCH_RECORDS));
+                    if sender.send(JobMessage::Records(full)).await.is_err() {
+                        return Ok(None);
+                    }
+                }
+            }
+            rows.clear();
+            if !more {
+                break;
+            }
+        }
+        if !batch.is_empty() && sender.send(JobMessage::Records(batch)).await.is_err() {
+            return Ok(None);
+        }
+        summary.bytes = stream.bytes_read();
+        summary.fetch_ms = started.elapsed().as_millis() as u64;
+        return Ok(Some(summary));
+    }
 }
 
 /// The receiver hung up.

@@ -4,11 +4,13 @@
 //! hands back rows as JSON values.
 
 pub mod retry;
+pub mod rows;
 
 use std::{
     collections::HashMap,
     fmt,
     hash::{DefaultHasher, Hash, Hasher},
+    ops::Range,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -26,6 +28,7 @@ use crate::{
     secret::Secret,
 };
 use retry::{StatusClass, backoff_delay, classify_status, jitter_random, parse_retry_after};
+use rows::RowSplitter;
 
 /// What went wrong talking to SenSource, grouped by what the caller does.
 /// Messages name the endpoint and date window, never a token, secret or payload.
@@ -92,6 +95,15 @@ pub enum ApiError {
         window: String,
         /// What is wrong with it (never the payload).
         reason: String,
+    },
+    /// The connection broke while the body streamed in; the caller may
+    /// request the whole window again.
+    #[error("the connection to SenSource broke while reading {endpoint}{window}")]
+    BodyInterrupted {
+        /// The endpoint path.
+        endpoint: String,
+        /// ` for <range>` or empty.
+        window: String,
     },
     /// The HTTP client could not be built (TLS initialisation).
     #[error("could not initialise the HTTP client: {0}")]
@@ -206,32 +218,28 @@ impl ApiClient {
         })
     }
 
-    /// Fetches a whole reference table. Accepts a bare JSON array or
-    /// `{"results": [...]}`.
+    /// Opens a whole reference table for streaming. Accepts a bare JSON
+    /// array or `{"results": [...]}`.
     ///
     /// # Errors
-    /// Any [`ApiError`].
-    pub async fn fetch_reference(&self, table: Table) -> Result<Vec<Json>, ApiError> {
+    /// Any [`ApiError`] before the body starts.
+    pub async fn open_reference(&self, table: Table) -> Result<RowStream, ApiError> {
         let endpoint = format!("/api/{}", table.name());
-        let body = self.get(&endpoint, &[], None).await?;
-        parse_rows(&body).map_err(|reason| ApiError::InvalidResponse {
-            endpoint,
-            window: String::new(),
-            reason,
-        })
+        let response = self.get(&endpoint, &[], None).await?;
+        Ok(self.row_stream(response, endpoint, None))
     }
 
-    /// Fetches hourly rows of a time-series table for whole UTC days
-    /// `[range.start, range.end)`, with explicit UTC bounds.
+    /// Opens the hourly rows of a time-series table for whole UTC days
+    /// `[range.start, range.end)`, requested with explicit UTC bounds.
     ///
     /// # Errors
-    /// Any [`ApiError`].
-    pub async fn fetch_series(
+    /// Any [`ApiError`] before the body starts.
+    pub async fn open_series(
         &self,
         table: Table,
         range: DateRange,
         metrics: &[String],
-    ) -> Result<Vec<Json>, ApiError> {
+    ) -> Result<RowStream, ApiError> {
         let (endpoint, entity_type) = match table {
             Table::Occupancy => ("/api/data/occupancy", "space"),
             _ => ("/api/data/traffic", "zone"),
@@ -244,12 +252,31 @@ impl ApiClient {
             ("entityType", entity_type.to_owned()),
             ("metrics", metrics.join(",")),
         ];
-        let body = self.get(endpoint, &query, Some(range)).await?;
-        parse_rows(&body).map_err(|reason| ApiError::InvalidResponse {
-            endpoint: endpoint.to_owned(),
-            window: window_text(Some(range)),
-            reason,
-        })
+        let response = self.get(endpoint, &query, Some(range)).await?;
+        Ok(self.row_stream(response, endpoint.to_owned(), Some(range)))
+    }
+
+    /// The timeouts and retry policy, for callers that re-request a window
+    /// whose body was interrupted.
+    pub fn settings(&self) -> &HttpSettings {
+        &self.settings
+    }
+
+    fn row_stream(
+        &self,
+        response: Response,
+        endpoint: String,
+        range: Option<DateRange>,
+    ) -> RowStream {
+        RowStream {
+            response,
+            splitter: RowSplitter::new(),
+            endpoint,
+            window: window_text(range),
+            limit: self.settings.max_response_bytes,
+            read: 0,
+            finished: false,
+        }
     }
 
     async fn get(
@@ -257,7 +284,7 @@ impl ApiClient {
         endpoint: &str,
         query: &[(&str, String)],
         range: Option<DateRange>,
-    ) -> Result<Vec<u8>, ApiError> {
+    ) -> Result<Response, ApiError> {
         let mut url = self.api_base_url.clone();
         url.set_path(&format!(
             "{}{endpoint}",
@@ -300,7 +327,7 @@ impl ApiClient {
             .append_pair("client_secret", self.client_secret.expose())
             .finish();
         let started = Instant::now();
-        let bytes = self
+        let response = self
             .execute("token endpoint", None, Auth::TokenEndpoint, || {
                 self.http
                     .post(self.auth_url.clone())
@@ -313,6 +340,10 @@ impl ApiClient {
             window: String::new(),
             reason: reason.into(),
         };
+        // A token reply is tiny; anything large is not one.
+        let bytes = read_capped(response, 64 * 1024)
+            .await
+            .map_err(|_| invalid("the reply is not a readable token response"))?;
         let reply: Json = serde_json::from_slice(&bytes).map_err(|_| invalid("not valid JSON"))?;
         let access_token = reply
             .get("access_token")
@@ -348,7 +379,7 @@ impl ApiClient {
         range: Option<DateRange>,
         auth: Auth,
         make_request: impl Fn() -> RequestBuilder,
-    ) -> Result<Vec<u8>, ApiError> {
+    ) -> Result<Response, ApiError> {
         let started = Instant::now();
         let mut attempts = 0;
         let mut refreshed_token = false;
@@ -366,20 +397,16 @@ impl ApiClient {
                 Ok(response) => {
                     let status = response.status().as_u16();
                     match (classify_status(status), auth) {
-                        (StatusClass::Success, _) => match self.read_body(response).await {
-                            Ok(body) => return Ok(body),
-                            Err(BodyError::TooLarge) => {
-                                return Err(ApiError::InvalidResponse {
-                                    endpoint: endpoint.to_owned(),
-                                    window: window_text(range),
-                                    reason: format!(
-                                        "the body is larger than the {} MB limit (lower `chunk_days` or raise `max_response_mb`)",
-                                        self.settings.max_response_bytes / (1024 * 1024)
-                                    ),
-                                });
+                        (StatusClass::Success, _) => {
+                            let limit = self.settings.max_response_bytes;
+                            if response
+                                .content_length()
+                                .is_some_and(|length| length > limit)
+                            {
+                                return Err(too_large(endpoint, &window_text(range), limit));
                             }
-                            Err(BodyError::Transport(problem)) => (problem, None),
-                        },
+                            return Ok(response);
+                        }
                         (
                             StatusClass::Unauthorized | StatusClass::Forbidden,
                             Auth::TokenEndpoint,
@@ -454,36 +481,111 @@ impl ApiClient {
             tokio::time::sleep(delay).await;
         }
     }
+}
 
-    /// Reads a body chunk by chunk, refusing to hold more than the cap.
-    async fn read_body(&self, mut response: Response) -> Result<Vec<u8>, BodyError> {
-        let limit = self.settings.max_response_bytes;
-        if response
-            .content_length()
-            .is_some_and(|length| length > limit)
-        {
-            return Err(BodyError::TooLarge);
+/// The rows of one response, read as the body streams in.
+#[derive(Debug)]
+pub struct RowStream {
+    response: Response,
+    splitter: RowSplitter,
+    endpoint: String,
+    window: String,
+    limit: u64,
+    read: u64,
+    finished: bool,
+}
+
+impl RowStream {
+    /// Reads the next piece of the body and appends the rows completed in it
+    /// to `rows` (their bytes) and `ranges` (where each row is). Returns
+    /// `false` once the body is complete and well formed.
+    ///
+    /// # Errors
+    /// [`ApiError::InvalidResponse`] for a body that is not a list of rows or
+    /// is too large; [`ApiError::BodyInterrupted`] when the connection breaks.
+    pub async fn next_rows(
+        &mut self,
+        rows: &mut Vec<u8>,
+        ranges: &mut Vec<Range<usize>>,
+    ) -> Result<bool, ApiError> {
+        if self.finished {
+            return Ok(false);
         }
-        let capacity = response.content_length().unwrap_or(64 * 1024).min(limit);
-        let mut body = Vec::with_capacity(usize::try_from(capacity).unwrap_or(0));
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    if (body.len() + chunk.len()) as u64 > limit {
-                        return Err(BodyError::TooLarge);
-                    }
-                    body.extend_from_slice(&chunk);
+        match self.response.chunk().await {
+            Ok(Some(chunk)) => {
+                self.read += chunk.len() as u64;
+                if self.read > self.limit {
+                    return Err(too_large(&self.endpoint, &self.window, self.limit));
                 }
-                Ok(None) => return Ok(body),
-                Err(error) => return Err(BodyError::Transport(describe_transport_error(&error))),
+                self.splitter
+                    .feed(&chunk, rows, ranges)
+                    .map_err(|error| self.invalid(error.to_string()))?;
+                Ok(true)
             }
+            Ok(None) => {
+                self.finished = true;
+                self.splitter
+                    .finish()
+                    .map_err(|error| self.invalid(error.to_string()))?;
+                Ok(false)
+            }
+            Err(_) => Err(ApiError::BodyInterrupted {
+                endpoint: self.endpoint.clone(),
+                window: self.window.clone(),
+            }),
+        }
+    }
+
+    /// Reads the rest of the body, checking its structure, and counts the rows.
+    ///
+    /// # Errors
+    /// As [`RowStream::next_rows`].
+    pub async fn count_to_end(mut self) -> Result<usize, ApiError> {
+        let (mut rows, mut ranges) = (Vec::new(), Vec::new());
+        let mut count = 0;
+        while self.next_rows(&mut rows, &mut ranges).await? {
+            count += ranges.len();
+            rows.clear();
+            ranges.clear();
+        }
+        Ok(count + ranges.len())
+    }
+
+    /// Bytes of body read so far.
+    pub fn bytes_read(&self) -> u64 {
+        self.read
+    }
+
+    fn invalid(&self, reason: String) -> ApiError {
+        ApiError::InvalidResponse {
+            endpoint: self.endpoint.clone(),
+            window: self.window.clone(),
+            reason,
         }
     }
 }
 
-enum BodyError {
-    TooLarge,
-    Transport(String),
+fn too_large(endpoint: &str, window: &str, limit: u64) -> ApiError {
+    ApiError::InvalidResponse {
+        endpoint: endpoint.to_owned(),
+        window: window.to_owned(),
+        reason: format!(
+            "the body is larger than the {} MB limit (lower `chunk_days` or raise `max_response_mb`)",
+            limit / (1024 * 1024)
+        ),
+    }
+}
+
+/// Reads a whole small body, refusing more than `limit` bytes.
+async fn read_capped(mut response: Response, limit: usize) -> Result<Vec<u8>, ()> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(drop)? {
+        if body.len() + chunk.len() > limit {
+            return Err(());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn window_text(range: Option<DateRange>) -> String {
@@ -536,73 +638,5 @@ async fn error_detail(response: Response) -> String {
         "no explanation".into()
     } else {
         text
-    }
-}
-
-/// Extracts rows from a body: a bare JSON array, or an object whose
-/// `results` is one. The error says what is wrong, never what was sent.
-pub fn parse_rows(body: &[u8]) -> Result<Vec<Json>, String> {
-    let parsed: Json = serde_json::from_slice(body).map_err(|error| {
-        if error.is_eof() {
-            "the body is truncated JSON".to_owned()
-        } else {
-            format!(
-                "the body is not valid JSON (line {}, column {})",
-                error.line(),
-                error.column()
-            )
-        }
-    })?;
-    match parsed {
-        Json::Array(rows) => Ok(rows),
-        Json::Object(mut object) => match object.remove("results") {
-            Some(Json::Array(rows)) => Ok(rows),
-            Some(Json::Null) => Ok(Vec::new()),
-            Some(_) => Err("`results` is not a list".into()),
-            None => Err("the object has no `results` list".into()),
-        },
-        _ => Err("expected a list or an object with `results`".into()),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rows_come_from_bare_arrays_and_results_envelopes() {
-        assert_eq!(parse_rows(br#"[{"a":1}]"#).unwrap().len(), 1);
-        assert_eq!(
-            parse_rows(br#"{"messages":[],"results":[{"a":1},{"b":2}]}"#)
-                .unwrap()
-                .len(),
-            2
-        );
-        assert_eq!(parse_rows(br#"{"results":null}"#).unwrap().len(), 0);
-    }
-
-    #[test]
-    fn unusable_bodies_are_described_without_their_content() {
-        assert_eq!(
-            parse_rows(br#"{"results":[{"a":"#).unwrap_err(),
-            "the body is truncated JSON"
-        );
-        assert!(
-            parse_rows(b"<html>secret</html>")
-                .unwrap_err()
-                .starts_with("the body is not valid JSON")
-        );
-        assert_eq!(
-            parse_rows(br#"{"results":{"a":1}}"#).unwrap_err(),
-            "`results` is not a list"
-        );
-        assert_eq!(
-            parse_rows(br#"{"rows":[]}"#).unwrap_err(),
-            "the object has no `results` list"
-        );
-        assert_eq!(
-            parse_rows(b"42").unwrap_err(),
-            "expected a list or an object with `results`"
-        );
     }
 }

@@ -182,7 +182,7 @@ pub fn sync_error_status(error: &SyncError) -> Status {
             }
             ApiError::Forbidden { .. } => Code::PermissionDenied,
             ApiError::Rejected { .. } => Code::FailedPrecondition,
-            ApiError::Unavailable { .. } => Code::Unavailable,
+            ApiError::Unavailable { .. } | ApiError::BodyInterrupted { .. } => Code::Unavailable,
             ApiError::InvalidResponse { .. } => Code::DataLoss,
             ApiError::Client(_) => Code::Internal,
         },

@@ -63,16 +63,23 @@ impl ConnectorService {
     async fn run_connection_test(&self, config: &Config) -> Result<(), String> {
         let api = ApiClient::new(config, &self.tokens).map_err(|error| error.to_string())?;
         match config.reference_tables.first() {
-            Some(&table) => api.fetch_reference(table).await.map(drop),
+            Some(&table) => match api.open_reference(table).await {
+                Ok(rows) => rows.count_to_end().await.map(drop),
+                Err(error) => Err(error),
+            },
             None => {
                 let today = self.today();
                 let tomorrow = today.checked_add_days(Days::new(1)).unwrap_or(today);
                 let Some(range) = DateRange::new(today, tomorrow) else {
                     return Err("the clock is at the end of time".into());
                 };
-                api.fetch_series(Table::Traffic, range, &config.traffic_metrics)
+                match api
+                    .open_series(Table::Traffic, range, &config.traffic_metrics)
                     .await
-                    .map(drop)
+                {
+                    Ok(rows) => rows.count_to_end().await.map(drop),
+                    Err(error) => Err(error),
+                }
             }
         }
         .map_err(|error| error.to_string())

@@ -1,8 +1,9 @@
 //! The single integration-test binary: the real gRPC server and the built-in
 //! SenSource simulator on `127.0.0.1:0`, talking over real sockets.
 
-// Helpers are `pub` so every test module can use them; the crate is a test binary.
-#![allow(unreachable_pub)]
+// Helpers are `pub` so every test module can use them, and failing fast with
+// `unwrap` is what a test binary should do.
+#![allow(unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 mod support;
 

@@ -1,0 +1,401 @@
+//! Splits a JSON response body into its row objects while it streams in, so
+//! a response of any size is processed with memory for one network chunk and
+//! one row, never the whole body. Accepts a bare array of rows or an object
+//! whose `results` member is that array (other members are skipped).
+
+use std::ops::Range;
+
+/// Why a body could not be split into rows. Never includes body content.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum SplitError {
+    /// The body does not start with `[` or `{`.
+    #[error("the body is not JSON (expected a list or an object)")]
+    NotJson,
+    /// Unbalanced brackets or a stray character in the structure.
+    #[error("the body is not valid JSON (at byte {0})")]
+    Malformed(u64),
+    /// The body ended before the JSON did.
+    #[error("the body is truncated JSON")]
+    Truncated,
+    /// The top-level object has no `results` list.
+    #[error("the object has no `results` list")]
+    NoResults,
+    /// `results` is present but not a list.
+    #[error("`results` is not a list")]
+    ResultsNotAList,
+    /// Something follows the top-level value.
+    #[error("unexpected data after the JSON value")]
+    TrailingData,
+}
+
+/// Where the splitter is in the document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Before the first significant byte.
+    Start,
+    /// Inside the top-level object, outside `results`.
+    Envelope,
+    /// Inside the rows array, between elements.
+    Rows,
+    /// Inside one row (any JSON value), `row_depth` brackets deep.
+    Row,
+    /// After the rows array closed, still inside the top-level object.
+    AfterRows,
+    /// The top-level value is complete.
+    Done,
+}
+
+/// An incremental splitter. Feed it body chunks in order; it appends each
+/// complete row's bytes to the caller's buffer and reports their ranges.
+#[derive(Debug)]
+pub struct RowSplitter {
+    phase: Phase,
+    /// Bracket depth of the whole document.
+    depth: u32,
+    /// Depth at which the rows array's elements start.
+    rows_depth: u32,
+    /// Whether the top level is the rows array itself.
+    bare_array: bool,
+    in_string: bool,
+    escaped: bool,
+    /// The current top-level key, while reading it (envelope only).
+    key: Vec<u8>,
+    reading_key: bool,
+    /// The last complete top-level key, and whether a `:` followed it.
+    last_key_is_results: bool,
+    expecting_value: bool,
+    /// Bytes of the row being read, carried across chunks.
+    row: Vec<u8>,
+    saw_results: bool,
+    offset: u64,
+}
+
+impl Default for RowSplitter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RowSplitter {
+    /// A splitter at the start of a body.
+    pub fn new() -> Self {
+        Self {
+            phase: Phase::Start,
+            depth: 0,
+            rows_depth: 0,
+            bare_array: false,
+            in_string: false,
+            escaped: false,
+            key: Vec::new(),
+            reading_key: false,
+            last_key_is_results: false,
+            expecting_value: false,
+            row: Vec::with_capacity(512),
+            saw_results: false,
+            offset: 0,
+        }
+    }
+
+    /// Consumes `chunk`, appending every row completed in it to `rows` (the
+    /// bytes) and `ranges` (where each row is in `rows`).
+    ///
+    /// # Errors
+    /// [`SplitError`] when the structure is not a list of rows.
+    pub fn feed(
+        &mut self,
+        chunk: &[u8],
+        rows: &mut Vec<u8>,
+        ranges: &mut Vec<Range<usize>>,
+    ) -> Result<(), SplitError> {
+        let mut row_start_in_chunk: Option<usize> = (self.phase == Phase::Row).then_some(0);
+        for (index, &byte) in chunk.iter().enumerate() {
+            let position = self.offset + index as u64;
+            if self.in_string {
+                if self.escaped {
+                    self.escaped = false;
+                } else if byte == b'\\' {
+                    self.escaped = true;
+                } else if byte == b'"' {
+                    self.in_string = false;
+                    if self.reading_key {
+                        self.reading_key = false;
+                        self.last_key_is_results = self.key == b"results";
+                    }
+                } else if self.reading_key && self.key.len() < 16 {
+                    self.key.push(byte);
+                }
+                continue;
+            }
+            if byte.is_ascii_whitespace() && self.phase != Phase::Row {
+                continue;
+            }
+            match self.phase {
+                Phase::Start => match byte {
+                    b'[' => {
+                        self.depth = 1;
+                        self.rows_depth = 1;
+                        self.bare_array = true;
+                        self.saw_results = true;
+                        self.phase = Phase::Rows;
+                    }
+                    b'{' => {
+                        self.depth = 1;
+                        self.phase = Phase::Envelope;
+                        self.expecting_key();
+                    }
+                    _ => return Err(SplitError::NotJson),
+                },
+                Phase::Envelope | Phase::AfterRows => {
+                    self.envelope_byte(byte, position)?;
+                }
+                Phase::Rows => match byte {
+                    b',' => {}
+                    b']' => {
+                        self.depth -= 1;
+                        self.phase = if self.bare_array {
+                            Phase::Done
+                        } else {
+                            Phase::AfterRows
+                        };
+                        self.expecting_value = false;
+                    }
+                    _ => {
+                        // The first byte of a row (object, array or scalar).
+                        self.phase = Phase::Row;
+                        row_start_in_chunk = Some(index);
+                        self.row.clear();
+                        if self.row_byte(byte) {
+                            // A one-byte scalar row cannot end here; scalars end at , or ].
+                        }
+                    }
+                },
+                Phase::Row => {
+                    if let Some(end) = self.row_end(byte) {
+                        let start = row_start_in_chunk.unwrap_or(0);
+                        // `end` says whether this byte belongs to the row.
+                        let stop = if end { index + 1 } else { index };
+                        self.row.extend_from_slice(&chunk[start..stop]);
+                        let begin = rows.len();
+                        rows.extend_from_slice(&self.row);
+                        ranges.push(begin..rows.len());
+                        self.row.clear();
+                        row_start_in_chunk = None;
+                        self.phase = Phase::Rows;
+                        if !end {
+                            // The delimiter after a scalar row is handled as in `Rows`.
+                            if byte == b']' {
+                                self.depth -= 1;
+                                self.phase = if self.bare_array {
+                                    Phase::Done
+                                } else {
+                                    Phase::AfterRows
+                                };
+                            }
+                        }
+                    }
+                }
+                Phase::Done => return Err(SplitError::TrailingData),
+            }
+        }
+        if self.phase == Phase::Row {
+            let start = row_start_in_chunk.unwrap_or(0);
+            self.row.extend_from_slice(&chunk[start..]);
+        }
+        self.offset += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// Checks that the body ended where the JSON did.
+    ///
+    /// # Errors
+    /// [`SplitError`] when the body is incomplete or has no rows list.
+    pub fn finish(&self) -> Result<(), SplitError> {
+        match self.phase {
+            Phase::Done if self.saw_results => Ok(()),
+            Phase::Done => Err(SplitError::NoResults),
+            Phase::Start => Err(SplitError::Truncated),
+            _ => Err(SplitError::Truncated),
+        }
+    }
+
+    fn expecting_key(&mut self) {
+        self.key.clear();
+        self.last_key_is_results = false;
+        self.expecting_value = false;
+    }
+
+    /// One structural byte of the top-level object (outside `results`).
+    fn envelope_byte(&mut self, byte: u8, position: u64) -> Result<(), SplitError> {
+        match byte {
+            b'"' => {
+                self.in_string = true;
+                if self.depth == 1 && !self.expecting_value {
+                    self.reading_key = true;
+                    self.key.clear();
+                }
+            }
+            b':' if self.depth == 1 => self.expecting_value = true,
+            b',' if self.depth == 1 => self.expecting_key(),
+            b'[' if self.depth == 1 && self.expecting_value && self.last_key_is_results => {
+                if self.saw_results {
+                    return Err(SplitError::Malformed(position));
+                }
+                self.depth += 1;
+                self.rows_depth = self.depth;
+                self.saw_results = true;
+                self.phase = Phase::Rows;
+            }
+            b'{' | b'[' => {
+                if self.depth == 1 && self.expecting_value && self.last_key_is_results {
+                    return Err(SplitError::ResultsNotAList);
+                }
+                self.depth += 1;
+            }
+            b'}' | b']' => {
+                if self.depth == 0 {
+                    return Err(SplitError::Malformed(position));
+                }
+                self.depth -= 1;
+                if self.depth == 0 {
+                    if byte != b'}' {
+                        return Err(SplitError::Malformed(position));
+                    }
+                    self.phase = Phase::Done;
+                }
+            }
+            _ => {
+                if self.depth == 1 && self.expecting_value && self.last_key_is_results {
+                    // `"results": null` means no rows; any other scalar is wrong.
+                    if byte == b'n' {
+                        self.saw_results = true;
+                        self.last_key_is_results = false;
+                    } else {
+                        return Err(SplitError::ResultsNotAList);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Updates row nesting for the row's first byte; returns whether it opened a bracket.
+    fn row_byte(&mut self, byte: u8) -> bool {
+        match byte {
+            b'{' | b'[' => {
+                self.depth += 1;
+                true
+            }
+            b'"' => {
+                self.in_string = true;
+                false
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether `byte` ends the current row: `Some(true)` when it is the row's
+    /// last byte (a closing bracket), `Some(false)` when it is the delimiter
+    /// after a scalar row, `None` when the row goes on.
+    fn row_end(&mut self, byte: u8) -> Option<bool> {
+        match byte {
+            b'"' => {
+                self.in_string = true;
+                None
+            }
+            b'{' | b'[' => {
+                self.depth += 1;
+                None
+            }
+            b'}' | b']' if self.depth > self.rows_depth => {
+                self.depth -= 1;
+                (self.depth == self.rows_depth).then_some(true)
+            }
+            b',' | b']' if self.depth == self.rows_depth => Some(false),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Splits `body` fed in pieces of `piece` bytes.
+    fn split(body: &str, piece: usize) -> Result<Vec<String>, SplitError> {
+        let mut splitter = RowSplitter::new();
+        let mut rows = Vec::new();
+        let mut ranges = Vec::new();
+        for chunk in body.as_bytes().chunks(piece.max(1)) {
+            splitter.feed(chunk, &mut rows, &mut ranges)?;
+        }
+        splitter.finish()?;
+        Ok(ranges
+            .into_iter()
+            .map(|range| {
+                String::from_utf8(rows[range].to_vec())
+                    .unwrap()
+                    .trim()
+                    .to_owned()
+            })
+            .collect())
+    }
+
+    #[track_caller]
+    fn check(body: &str, expected: &[&str]) {
+        for piece in [1, 2, 3, 7, 64, 4096] {
+            assert_eq!(split(body, piece).unwrap(), expected, "piece size {piece}");
+        }
+    }
+
+    #[test]
+    fn rows_come_out_of_envelopes_and_bare_arrays_whatever_the_chunking() {
+        check(
+            r#"{"messages": [], "results": [{"a":1},{"b":"x,}]"} , {"c":{"d":[1,2]}}]}"#,
+            &[r#"{"a":1}"#, r#"{"b":"x,}]"}"#, r#"{"c":{"d":[1,2]}}"#],
+        );
+        check(
+            r#"[{"a":"\"}"}, {"b":2}]"#,
+            &[r#"{"a":"\"}"}"#, r#"{"b":2}"#],
+        );
+        check(r#"{"results":[],"messages":["ok"]}"#, &[]);
+        check(r#"{"results":null}"#, &[]);
+        check("[]", &[]);
+    }
+
+    #[test]
+    fn scalar_rows_are_reported_as_rows_for_the_mapper_to_reject() {
+        check(
+            r#"[1, "two", {"a":3}, null]"#,
+            &["1", r#""two""#, r#"{"a":3}"#, "null"],
+        );
+    }
+
+    #[test]
+    fn keys_named_results_deeper_down_are_not_the_rows() {
+        check(
+            r#"{"meta":{"results":[{"x":1}]},"results":[{"y":2}]}"#,
+            &[r#"{"y":2}"#],
+        );
+    }
+
+    #[test]
+    fn broken_bodies_are_errors() {
+        assert_eq!(
+            split(r#"{"results":[{"a":1}"#, 5),
+            Err(SplitError::Truncated)
+        );
+        assert_eq!(split(r#"{"results":[{"a":"#, 5), Err(SplitError::Truncated));
+        assert_eq!(split("", 5), Err(SplitError::Truncated));
+        assert_eq!(split("<html>", 5), Err(SplitError::NotJson));
+        assert_eq!(split(r#"{"rows":[]}"#, 5), Err(SplitError::NoResults));
+        assert_eq!(
+            split(r#"{"results":{"a":1}}"#, 5),
+            Err(SplitError::ResultsNotAList)
+        );
+        assert_eq!(
+            split(r#"{"results":5}"#, 5),
+            Err(SplitError::ResultsNotAList)
+        );
+        assert_eq!(split(r#"[{"a":1}] x"#, 5), Err(SplitError::TrailingData));
+    }
+}
