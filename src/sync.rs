@@ -151,7 +151,7 @@ async fn run_inner(
     let jobs = plan_jobs(request, &state);
     let total_chunks = jobs
         .iter()
-        .filter(|(job, _)| matches!(job, Job::Chunk(_)))
+        .filter(|(job, _)| matches!(job, Job::Chunk { .. }))
         .count();
     let references = jobs.len() - total_chunks;
     let shared_config = Arc::new(config.clone());
@@ -204,7 +204,7 @@ async fn run_inner(
                 references_done += 1;
                 info!(
                     table = %table,
-                    rows = sent - 1,
+                    rows = sent - usize::from(summary.truncated),
                     skipped = summary.skipped,
                     fetch_ms = summary.fetch_ms,
                     "Refreshed reference table."
@@ -213,7 +213,7 @@ async fn run_inner(
                     emit!(emitter.event(SyncEvent::Checkpoint(state.to_json())));
                 }
             }
-            Job::Chunk(chunk) => {
+            Job::Chunk { chunk, .. } => {
                 chunk_number += 1;
                 state.record_chunk(&chunk);
                 emit!(emitter.event(SyncEvent::Checkpoint(state.to_json())));
@@ -244,15 +244,22 @@ async fn run_inner(
 enum Job {
     /// A full refresh of a reference table: TRUNCATE, then every entity.
     Reference(Table),
-    /// One time-series chunk, followed by a checkpoint.
-    Chunk(PlannedChunk),
+    /// One time-series chunk, followed by a checkpoint. The first chunk of a
+    /// table with no coverage (initial sync, re-sync, table switched on)
+    /// starts with a TRUNCATE, so rows from before a re-sync are soft-deleted.
+    Chunk {
+        /// The window.
+        chunk: PlannedChunk,
+        /// Whether a TRUNCATE precedes the chunk's upserts.
+        truncate_first: bool,
+    },
 }
 
 impl Job {
     fn table(&self) -> Table {
         match self {
             Job::Reference(table) => *table,
-            Job::Chunk(chunk) => chunk.table,
+            Job::Chunk { chunk, .. } => chunk.table,
         }
     }
 }
@@ -261,7 +268,7 @@ impl fmt::Display for Job {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Job::Reference(table) => write!(f, "{table}"),
-            Job::Chunk(chunk) => write!(f, "{} for {}", chunk.table, chunk.range),
+            Job::Chunk { chunk, .. } => write!(f, "{} for {}", chunk.table, chunk.range),
         }
     }
 }
@@ -284,12 +291,18 @@ fn plan_jobs(request: &SyncRequest, state: &State) -> Vec<(Job, ColumnFilter)> {
     };
     for table in [Table::Traffic, Table::Occupancy] {
         if let Some(filter) = request.selection.table(table) {
-            let chunks = plan_table(table, state.coverage(table), settings);
-            jobs.extend(
-                chunks
-                    .into_iter()
-                    .map(|chunk| (Job::Chunk(chunk), filter.clone())),
-            );
+            let coverage = state.coverage(table);
+            let chunks = plan_table(table, coverage, settings);
+            jobs.extend(chunks.into_iter().enumerate().map(|(index, chunk)| {
+                let truncate_first = index == 0 && coverage.is_none();
+                (
+                    Job::Chunk {
+                        chunk,
+                        truncate_first,
+                    },
+                    filter.clone(),
+                )
+            }));
         }
     }
     jobs
@@ -373,13 +386,17 @@ async fn run_job(
     'request: loop {
         let mut stream = match job {
             Job::Reference(table) => api.open_reference(table).await?,
-            Job::Chunk(chunk) => {
+            Job::Chunk { chunk, .. } => {
                 api.open_series(chunk.table, chunk.range, config.metrics_for(chunk.table))
                     .await?
             }
         };
         let mut summary = JobSummary::default();
-        if let Job::Reference(table) = job {
+        let truncate = match job {
+            Job::Reference(_) => true,
+            Job::Chunk { truncate_first, .. } => truncate_first,
+        };
+        if truncate {
             // Only once the request succeeded: a failed fetch never truncates.
             summary.truncated = true;
             if sender

@@ -252,7 +252,7 @@ pub fn traffic_rows<'a>(
 ) -> BTreeMap<(String, DateTime<Utc>), (Cell, Cell)> {
     records
         .into_iter()
-        .filter(|record| record.table_name == "traffic")
+        .filter(|record| record.table_name == "traffic" && is_upsert(record))
         .map(|record| {
             (
                 (text(record, "zone_id"), time(record, "record_date_hour_1")),
@@ -268,7 +268,7 @@ pub fn occupancy_rows<'a>(
 ) -> BTreeMap<(String, DateTime<Utc>), (Cell, Cell, Cell)> {
     records
         .into_iter()
-        .filter(|record| record.table_name == "occupancy")
+        .filter(|record| record.table_name == "occupancy" && is_upsert(record))
         .map(|record| {
             (
                 (text(record, "space_id"), time(record, "record_date_hour_1")),
@@ -280,6 +280,10 @@ pub fn occupancy_rows<'a>(
             )
         })
         .collect()
+}
+
+pub fn is_upsert(record: &pb::Record) -> bool {
+    record.r#type == pb::RecordType::Upsert as i32
 }
 
 fn hours(from: DateTime<Utc>, until: DateTime<Utc>) -> impl Iterator<Item = DateTime<Utc>> {

@@ -25,10 +25,20 @@ async fn full_sync_delivers_exactly_the_simulator_data() {
         occupancy_rows(run.records()),
         expected_occupancy(&sim, start())
     );
+    for table in ["traffic", "occupancy"] {
+        let records: Vec<_> = run.records().filter(|r| r.table_name == table).collect();
+        // An initial sync truncates each table before its first upserts.
+        assert_eq!(
+            records[0].r#type,
+            pb::RecordType::Truncate as i32,
+            "{table}"
+        );
+        assert!(records[1..].iter().all(|r| crate::support::is_upsert(r)));
+    }
     let traffic_records = run.records().filter(|r| r.table_name == "traffic").count();
     assert_eq!(
         traffic_records,
-        expected_traffic(&sim, start()).len(),
+        expected_traffic(&sim, start()).len() + 1,
         "no row sent twice"
     );
 
@@ -213,7 +223,10 @@ async fn selection_skips_tables_and_columns() {
     assert!(run.status.is_none(), "{:?}", run.status);
     let tables: BTreeSet<_> = run.records().map(|r| r.table_name.as_str()).collect();
     assert_eq!(tables, BTreeSet::from(["location", "traffic"]));
-    for record in run.records().filter(|r| r.table_name == "traffic") {
+    for record in run
+        .records()
+        .filter(|r| r.table_name == "traffic" && crate::support::is_upsert(r))
+    {
         assert!(
             record.data.contains_key("zone_id"),
             "primary keys are always sent"
