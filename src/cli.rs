@@ -84,9 +84,15 @@ pub struct SimulateArgs {
     /// Fraction (0..1) of API requests answered with HTTP 500.
     #[arg(long, default_value_t = 0.0)]
     pub error_rate: f64,
-    /// Answer every Nth data request with 429 and `Retry-After: 1` (0 = never).
+    /// Answer every Nth data request with 429 and `Retry-After` (0 = never).
     #[arg(long, default_value_t = 0)]
     pub rate_limit_every: u32,
+    /// `Retry-After` of every 429 (data and token), in seconds.
+    #[arg(long, default_value_t = 1)]
+    pub retry_after_secs: u64,
+    /// Send `Retry-After` as an HTTP-date instead of seconds.
+    #[arg(long)]
+    pub retry_after_http_date: bool,
     /// Minting a token invalidates the previous ones.
     #[arg(long)]
     pub one_live_token: bool,
@@ -96,6 +102,25 @@ pub struct SimulateArgs {
     /// Refuse data requests spanning more than this many days (HTTP 400).
     #[arg(long)]
     pub max_range_days: Option<u32>,
+    /// Seconds after an hour ends until its counts are final (late uploads); until then
+    /// recent hours grow.
+    #[arg(long, default_value_t = 0)]
+    pub settle_lag_secs: u64,
+    /// Simulated instant (RFC 3339) from which the outage hours have rows (late upload).
+    #[arg(long)]
+    pub outage_backfilled_at: Option<DateTime<Utc>>,
+    /// Fraction (0..1) of data responses whose connection drops half-way through the body.
+    #[arg(long, default_value_t = 0.0)]
+    pub drop_connection_rate: f64,
+    /// Make every Nth data row unusable: null id, "n/a" first metric (0 = never).
+    #[arg(long, default_value_t = 0)]
+    pub bad_rows_every: u32,
+    /// Data responses never end (valid rows forever), to test a client's body-size cap.
+    #[arg(long)]
+    pub endless_body: bool,
+    /// Data responses carry an object where the list of rows belongs.
+    #[arg(long)]
+    pub wrong_shape: bool,
 }
 
 /// Options of `debug`.

@@ -27,6 +27,8 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         now: args.now.unwrap_or_else(Utc::now),
         token_lifetime_secs: args.token_lifetime_secs,
         seed: args.seed,
+        settle_lag_secs: args.settle_lag_secs,
+        outage_backfilled_at: args.outage_backfilled_at,
         faults: Faults {
             latency_ms: args.latency_ms,
             server_error_rate: args.error_rate,
@@ -34,6 +36,12 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             one_live_token: args.one_live_token,
             malformed_body_rate: args.malformed_rate,
             max_range_days: args.max_range_days,
+            drop_connection_rate: args.drop_connection_rate,
+            bad_rows_every: args.bad_rows_every,
+            endless_body: args.endless_body,
+            wrong_shape: args.wrong_shape,
+            retry_after_secs: args.retry_after_secs,
+            retry_after_http_date: args.retry_after_http_date,
             ..Faults::default()
         },
         ..SimulatorOptions::default()

@@ -1,12 +1,17 @@
 //! The simulator's deterministic dataset: reference objects and hourly traffic/occupancy values,
-//! all pure functions of (seed, zone count, space count, history start, outage).
+//! all pure functions of (seed, zone count, space count, history start, outage, settle lag,
+//! outage backfill instant) and the simulated clock passed to each lookup.
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, Timelike, Utc, Weekday};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Timelike, Utc, Weekday};
 use serde_json::{Value, json};
 
-/// The account's local zone is modelled as a fixed UTC-05:00 (no tz database is available, and a
-/// fixed offset keeps the dataset reproducible). Used for the diurnal shape and date-only bounds.
-pub const LOCAL_OFFSET_HOURS: i64 = -5;
+/// The account's local zone is US Eastern: UTC-05:00 in winter, UTC-04:00 in summer. There is
+/// no tz database here, so the current (2007+) US rule is computed with plain date arithmetic
+/// and applied to every year; that keeps the dataset reproducible and needs no dependency.
+pub const STANDARD_OFFSET_HOURS: i64 = -5;
+/// Eastern daylight time, from the second Sunday of March 02:00 local to the first Sunday of
+/// November 02:00 local.
+pub const DAYLIGHT_OFFSET_HOURS: i64 = -4;
 
 const MS_PER_HOUR: i64 = 3_600_000;
 
@@ -92,9 +97,52 @@ pub fn hour_floor(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp(floored, 0).unwrap_or(t)
 }
 
-/// Local (UTC-05:00) midnight of `date`, as a UTC instant.
+/// The days daylight time starts and ends in `year`: the second Sunday of March and the first
+/// Sunday of November. `None` only for years chrono cannot represent.
+fn dst_change_days(year: i32) -> Option<(NaiveDate, NaiveDate)> {
+    Some((
+        NaiveDate::from_weekday_of_month_opt(year, 3, Weekday::Sun, 2)?,
+        NaiveDate::from_weekday_of_month_opt(year, 11, Weekday::Sun, 1)?,
+    ))
+}
+
+/// Whether local midnight of `date` falls in daylight time. Both changes happen at 02:00 local,
+/// so midnight of the spring change day is still standard time and midnight of the autumn
+/// change day is still daylight time; midnight is never skipped or repeated.
+fn dst_at_local_midnight(date: NaiveDate) -> bool {
+    dst_change_days(date.year()).is_some_and(|(start, end)| start < date && date <= end)
+}
+
+/// UTC offset, in hours, of the account's local zone at instant `t`.
+pub fn local_offset_hours(t: DateTime<Utc>) -> i64 {
+    let Some((start, end)) = dst_change_days(t.year()) else {
+        return STANDARD_OFFSET_HOURS;
+    };
+    // 02:00 local on each change day, as UTC: 02:00 EST = 07:00Z, 02:00 EDT = 06:00Z. No change
+    // falls near a year boundary, so the UTC year is the local year here.
+    let two_am = NaiveTime::from_hms_opt(2, 0, 0).unwrap_or(NaiveTime::MIN);
+    let starts = start.and_time(two_am).and_utc() - Duration::hours(STANDARD_OFFSET_HOURS);
+    let ends = end.and_time(two_am).and_utc() - Duration::hours(DAYLIGHT_OFFSET_HOURS);
+    if starts <= t && t < ends {
+        DAYLIGHT_OFFSET_HOURS
+    } else {
+        STANDARD_OFFSET_HOURS
+    }
+}
+
+/// The local calendar date at instant `t`.
+pub fn local_date(t: DateTime<Utc>) -> NaiveDate {
+    (t + Duration::hours(local_offset_hours(t))).date_naive()
+}
+
+/// Local (US Eastern, DST-aware) midnight of `date`, as a UTC instant.
 pub fn local_midnight(date: NaiveDate) -> DateTime<Utc> {
-    date.and_time(chrono::NaiveTime::MIN).and_utc() - Duration::hours(LOCAL_OFFSET_HOURS)
+    let offset = if dst_at_local_midnight(date) {
+        DAYLIGHT_OFFSET_HOURS
+    } else {
+        STANDARD_OFFSET_HOURS
+    };
+    date.and_time(NaiveTime::MIN).and_utc() - Duration::hours(offset)
 }
 
 /// Occupancy of one space in one hour. `avg` has one decimal, and `min <= avg <= max`.
@@ -123,6 +171,10 @@ pub struct Dataset {
     seed: u64,
     history_start: DateTime<Utc>,
     outage: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// From this instant of the simulated clock on, the outage hours have rows.
+    outage_backfilled_at: Option<DateTime<Utc>>,
+    /// How long after an hour ends its counts reach their final value.
+    settle_lag_secs: u64,
     org_id: String,
     location_ids: Vec<String>,
     site_ids: Vec<String>,
@@ -166,6 +218,8 @@ impl Dataset {
             seed,
             history_start,
             outage,
+            outage_backfilled_at: None,
+            settle_lag_secs: 0,
             org_id: uuid(seed, SALT_ORG, 0),
             location_ids: (0..LOCATIONS)
                 .map(|i| uuid(seed, SALT_LOCATION, i))
@@ -179,12 +233,37 @@ impl Dataset {
         }
     }
 
+    /// Counts of an hour settle only `secs` after the hour ends (late uploads): until then every
+    /// value is scaled by `elapsed since hour start / (3600 + secs)`. 0 (the default) means an
+    /// hour is final as soon as it is over.
+    #[must_use]
+    pub fn with_settle_lag_secs(mut self, secs: u64) -> Dataset {
+        self.settle_lag_secs = secs;
+        self
+    }
+
+    /// The outage is backfilled (the site uploads late) at simulated instant `at`: lookups with
+    /// `now >= at` see rows for the outage hours. `None` (the default) means never.
+    #[must_use]
+    pub fn with_outage_backfilled_at(mut self, at: Option<DateTime<Utc>>) -> Dataset {
+        self.outage_backfilled_at = at;
+        self
+    }
+
     pub fn history_start(&self) -> DateTime<Utc> {
         self.history_start
     }
 
     pub fn outage(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
         self.outage
+    }
+
+    pub fn outage_backfilled_at(&self) -> Option<DateTime<Utc>> {
+        self.outage_backfilled_at
+    }
+
+    pub fn settle_lag_secs(&self) -> u64 {
+        self.settle_lag_secs
     }
 
     pub fn zone_count(&self) -> usize {
@@ -378,7 +457,7 @@ impl Dataset {
     ) -> Option<(i64, i64)> {
         let zone = self.zones.get(zone_index)?;
         let hour = hour_floor(hour);
-        let elapsed_ms = self.elapsed_ms(zone, hour, now)?;
+        let elapsed = self.elapsed(zone, hour, now)?;
         let h = hash(&[
             self.seed,
             SALT_TRAFFIC,
@@ -386,10 +465,7 @@ impl Dataset {
             hour.timestamp() as u64,
         ]);
         let (ins, outs) = volume(h, zone.scale as f64, weight(hour));
-        Some((
-            scale_partial(ins, elapsed_ms),
-            scale_partial(outs, elapsed_ms),
-        ))
+        Some((elapsed.scale(ins), elapsed.scale(outs)))
     }
 
     /// Occupancy of a space for the hour starting at `hour`, or `None` when there is no row.
@@ -401,7 +477,7 @@ impl Dataset {
     ) -> Option<OccupancyValues> {
         let space = self.spaces.get(space_index)?;
         let hour = hour_floor(hour);
-        let elapsed_ms = self.elapsed_ms(space, hour, now)?;
+        let elapsed = self.elapsed(space, hour, now)?;
         let h = hash(&[
             self.seed,
             SALT_OCCUPANCY,
@@ -414,11 +490,11 @@ impl Dataset {
         let min = (level * 0.6).floor() as i64;
         let jitter = unit(splitmix64(h)) - 0.5;
         let avg_tenths = ((level + jitter) * 10.0).round() as i64;
-        // Scale all three by the elapsed fraction (the partial hour "grows"), then re-clamp
+        // Scale all three by the settled fraction (an unsettled hour "grows"), then re-clamp
         // the average, because flooring each one separately can break min <= avg <= max.
-        let max = scale_partial(max, elapsed_ms);
-        let min = scale_partial(min, elapsed_ms);
-        let avg_tenths = scale_partial(avg_tenths, elapsed_ms).clamp(min * 10, max * 10);
+        let max = elapsed.scale(max);
+        let min = elapsed.scale(min);
+        let avg_tenths = elapsed.scale(avg_tenths).clamp(min * 10, max * 10);
         Some(OccupancyValues {
             max,
             min,
@@ -436,7 +512,7 @@ impl Dataset {
     ) -> Option<(i64, i64)> {
         let space = self.spaces.get(space_index)?;
         let hour = hour_floor(hour);
-        let elapsed_ms = self.elapsed_ms(space, hour, now)?;
+        let elapsed = self.elapsed(space, hour, now)?;
         let h = hash(&[
             self.seed,
             SALT_TRAFFIC,
@@ -445,15 +521,11 @@ impl Dataset {
             hour.timestamp() as u64,
         ]);
         let (ins, outs) = volume(h, space.scale as f64 * 1.5, weight(hour));
-        Some((
-            scale_partial(ins, elapsed_ms),
-            scale_partial(outs, elapsed_ms),
-        ))
+        Some((elapsed.scale(ins), elapsed.scale(outs)))
     }
 
-    /// Milliseconds of `hour` that have elapsed by `now` (capped at a full hour), or `None` when
-    /// the entity has no row for that hour.
-    fn elapsed_ms(&self, entity: &Entity, hour: DateTime<Utc>, now: DateTime<Utc>) -> Option<i64> {
+    /// How far `hour` has settled by `now`, or `None` when the entity has no row for that hour.
+    fn elapsed(&self, entity: &Entity, hour: DateTime<Utc>, now: DateTime<Utc>) -> Option<Settled> {
         if hour < entity.first_hour || hour >= now {
             return None;
         }
@@ -461,10 +533,16 @@ impl Dataset {
             && let Some((start, end)) = self.outage
             && hour >= start
             && hour < end
+            && self.outage_backfilled_at.is_none_or(|at| now < at)
         {
             return None;
         }
-        Some((now - hour).num_milliseconds().min(MS_PER_HOUR))
+        let lag_ms = i64::try_from(self.settle_lag_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let full_ms = MS_PER_HOUR.saturating_add(lag_ms);
+        Some(Settled {
+            elapsed_ms: (now - hour).num_milliseconds().min(full_ms),
+            full_ms,
+        })
     }
 }
 
@@ -505,7 +583,7 @@ fn id_order(entities: &[Entity]) -> Vec<usize> {
 
 /// Diurnal weight (by local hour) times a weekday factor: Saturdays are busy, Sundays quiet.
 fn weight(hour: DateTime<Utc>) -> f64 {
-    let local = hour + Duration::hours(LOCAL_OFFSET_HOURS);
+    let local = hour + Duration::hours(local_offset_hours(hour));
     let day_factor = match local.weekday() {
         Weekday::Sat => 1.3,
         Weekday::Sun => 0.8,
@@ -524,13 +602,24 @@ fn volume(h: u64, peak: f64, weight: f64) -> (i64, i64) {
     (ins, outs)
 }
 
-/// Scales a full-hour value down to the elapsed part of the hour (integer maths: exact and
-/// never above the full value).
-fn scale_partial(value: i64, elapsed_ms: i64) -> i64 {
-    if elapsed_ms >= MS_PER_HOUR {
-        value
-    } else {
-        value * elapsed_ms / MS_PER_HOUR
+/// How much of an hour's final counts are visible: `elapsed_ms / full_ms`, where `full_ms` is
+/// the hour plus the settle lag and `0 < elapsed_ms <= full_ms`.
+#[derive(Clone, Copy, Debug)]
+struct Settled {
+    elapsed_ms: i64,
+    full_ms: i64,
+}
+
+impl Settled {
+    /// Scales a final value down to the settled fraction (integer maths: exact and never above
+    /// the final value; i128 because a huge lag times a count could overflow i64).
+    fn scale(self, value: i64) -> i64 {
+        if self.elapsed_ms >= self.full_ms {
+            value
+        } else {
+            let scaled = i128::from(value) * i128::from(self.elapsed_ms) / i128::from(self.full_ms);
+            i64::try_from(scaled).unwrap_or(value)
+        }
     }
 }
 
@@ -695,9 +784,112 @@ mod tests {
         }
     }
 
+    fn date(text: &str) -> NaiveDate {
+        text.parse().unwrap()
+    }
+
     #[test]
-    fn local_midnight_is_five_hours_after_utc_midnight() {
-        let date = NaiveDate::from_ymd_opt(2025, 1, 2).unwrap();
-        assert_eq!(local_midnight(date), at("2025-01-02T05:00:00Z"));
+    fn local_midnight_follows_us_eastern_dst() {
+        for (day, midnight) in [
+            ("2025-01-02", "2025-01-02T05:00:00Z"),
+            ("2025-03-08", "2025-03-08T05:00:00Z"),
+            // Spring change day: midnight is still standard time, the day has 23 hours.
+            ("2025-03-09", "2025-03-09T05:00:00Z"),
+            ("2025-03-10", "2025-03-10T04:00:00Z"),
+            ("2025-07-04", "2025-07-04T04:00:00Z"),
+            // Autumn change day: midnight is still daylight time, the day has 25 hours.
+            ("2025-11-02", "2025-11-02T04:00:00Z"),
+            ("2025-11-03", "2025-11-03T05:00:00Z"),
+            ("2025-12-31", "2025-12-31T05:00:00Z"),
+            // Another year's change days (second Sunday of March, first of November).
+            ("2026-03-08", "2026-03-08T05:00:00Z"),
+            ("2026-03-09", "2026-03-09T04:00:00Z"),
+            ("2026-11-01", "2026-11-01T04:00:00Z"),
+            ("2026-11-02", "2026-11-02T05:00:00Z"),
+        ] {
+            assert_eq!(local_midnight(date(day)), at(midnight), "{day}");
+        }
+        let spring = local_midnight(date("2025-03-10")) - local_midnight(date("2025-03-09"));
+        let autumn = local_midnight(date("2025-11-03")) - local_midnight(date("2025-11-02"));
+        assert_eq!((spring.num_hours(), autumn.num_hours()), (23, 25));
+    }
+
+    #[test]
+    fn local_offset_changes_at_two_am_local() {
+        for (instant, offset, local_day) in [
+            ("2025-03-09T06:59:59Z", -5, "2025-03-09"), // 01:59:59 EST
+            ("2025-03-09T07:00:00Z", -4, "2025-03-09"), // 03:00 EDT
+            ("2025-11-02T05:59:59Z", -4, "2025-11-02"), // 01:59:59 EDT
+            ("2025-11-02T06:00:00Z", -5, "2025-11-02"), // 01:00 EST
+            ("2025-03-15T03:30:00Z", -4, "2025-03-14"),
+            ("2025-01-01T04:59:59Z", -5, "2024-12-31"),
+        ] {
+            assert_eq!(local_offset_hours(at(instant)), offset, "{instant}");
+            assert_eq!(local_date(at(instant)), date(local_day), "{instant}");
+        }
+    }
+
+    #[test]
+    fn settle_lag_makes_recent_hours_grow_until_final() {
+        let settled = dataset(7);
+        let lagging = dataset(7).with_settle_lag_secs(1800);
+        assert_eq!(lagging.settle_lag_secs(), 1800);
+        let hour = at("2025-03-14T17:00:00Z");
+        let later = hour + Duration::days(1);
+        for z in 0..6 {
+            let (fi, fo) = settled.traffic(z, hour, later).unwrap();
+            // Final once the hour plus the lag is over, and never before.
+            let end = hour + Duration::seconds(5400);
+            assert_eq!(lagging.traffic(z, hour, end), Some((fi, fo)));
+            assert_eq!(lagging.traffic(z, hour, later), Some((fi, fo)));
+            // At the hour's end only 3600/5400 of it is in; without a lag it is final then.
+            let at_end = lagging.traffic(z, hour, hour + Duration::hours(1)).unwrap();
+            assert_eq!(at_end, (fi * 2 / 3, fo * 2 / 3));
+            assert_eq!(
+                settled.traffic(z, hour, hour + Duration::hours(1)),
+                Some((fi, fo))
+            );
+            let occupancy = settled.occupancy(z % 3, hour, later).unwrap();
+            let early = lagging
+                .occupancy(z % 3, hour, hour + Duration::minutes(45))
+                .unwrap();
+            assert!(early.max <= occupancy.max && early.min <= occupancy.min);
+            assert_eq!(lagging.occupancy(z % 3, hour, end), Some(occupancy));
+            let (si, _) = settled.space_traffic(z % 3, hour, later).unwrap();
+            let (li, _) = lagging
+                .space_traffic(z % 3, hour, hour + Duration::minutes(45))
+                .unwrap();
+            assert_eq!(li, si * 2700 / 5400);
+        }
+        let busy: i64 = (0..6)
+            .map(|z| settled.traffic(z, hour, later).unwrap().0)
+            .sum();
+        assert!(
+            busy > 100,
+            "a busy hour is needed to see growth, got {busy}"
+        );
+        // A lag larger than any clock still yields values (no overflow), all zero at first.
+        let huge = dataset(7).with_settle_lag_secs(u64::MAX);
+        assert_eq!(huge.traffic(0, hour, later), Some((0, 0)));
+    }
+
+    #[test]
+    fn backfilled_outage_appears_from_the_backfill_instant() {
+        let backfill = at("2025-02-01T00:00:00Z");
+        let d = dataset(7).with_outage_backfilled_at(Some(backfill));
+        assert_eq!(d.outage_backfilled_at(), Some(backfill));
+        let (start, end) = d.outage().unwrap();
+        let plain = dataset(7);
+        let mut hour = start;
+        while hour < end {
+            let before = backfill - Duration::seconds(1);
+            assert_eq!(d.traffic(0, hour, before), None);
+            assert_eq!(d.occupancy(0, hour, before), None);
+            assert!(d.traffic(0, hour, backfill).is_some());
+            assert!(d.occupancy(0, hour, backfill).is_some());
+            assert!(d.space_traffic(0, hour, now()).is_some());
+            assert_eq!(plain.traffic(0, hour, now()), None);
+            hour += Duration::hours(1);
+        }
     }
 }

@@ -3,7 +3,7 @@
 
 pub mod data;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -17,6 +17,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use futures_util::stream;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -39,6 +40,13 @@ const OCCUPANCY_ROW_BYTES: usize = 200;
 /// Upper bound on the up-front reservation, so an absurd range cannot reserve gigabytes before
 /// a single row exists; the buffer still grows if really needed.
 const MAX_PRESIZE_BYTES: usize = 256 << 20;
+/// Size an endless body's chunks aim for: big enough to stream fast, small enough that the
+/// server holds only a few kilobytes per connection however long the client keeps reading.
+const ENDLESS_CHUNK_BYTES: usize = 16 << 10;
+/// The fixed body of the `wrong_shape` fault: an object where the list of rows belongs.
+const WRONG_SHAPE_BODY: &str = r#"{"messages":[],"results":{"error":"x"}}"#;
+/// The data envelope up to the first row.
+const ROWS_PREFIX: &str = r#"{"messages":[],"results":["#;
 
 fn utc(secs: i64) -> DateTime<Utc> {
     DateTime::from_timestamp(secs, 0).unwrap_or_default()
@@ -60,6 +68,13 @@ pub struct SimulatorOptions {
     pub seed: u64,
     /// `[start, end)` of a site outage: no rows for entities of site 0 (location 0).
     pub outage: Option<(DateTime<Utc>, DateTime<Utc>)>,
+    /// The outage is uploaded late: from this simulated instant on, its hours have rows.
+    /// `None` = never.
+    pub outage_backfilled_at: Option<DateTime<Utc>>,
+    /// Counts of an hour reach their final value only this many seconds after the hour ends;
+    /// until then they are scaled by `elapsed since hour start / (3600 + lag)`. 0 = final as
+    /// soon as the hour is over.
+    pub settle_lag_secs: u64,
     pub faults: Faults,
 }
 
@@ -80,6 +95,8 @@ impl Default for SimulatorOptions {
                 outage_day + Duration::hours(8),
                 outage_day + Duration::hours(14),
             )),
+            outage_backfilled_at: None,
+            settle_lag_secs: 0,
             faults: Faults::default(),
         }
     }
@@ -98,15 +115,22 @@ impl std::fmt::Debug for SimulatorOptions {
             .field("token_lifetime_secs", &self.token_lifetime_secs)
             .field("seed", &self.seed)
             .field("outage", &self.outage)
+            .field("outage_backfilled_at", &self.outage_backfilled_at)
+            .field("settle_lag_secs", &self.settle_lag_secs)
             .field("faults", &self.faults)
             .finish()
     }
 }
 
-/// Injected failures. Counters (`fail_next_requests`, `rate_limit_every`, `fail_data_after`)
-/// and the error RNG restart whenever faults are set, so a test's fault pattern does not depend
-/// on how many requests came before.
-#[derive(Clone, Debug, Default)]
+/// Injected failures. Counters (`fail_next_requests`, `rate_limit_every`, `fail_data_after`,
+/// `drop_connection_next`, `token_rate_limit_next`) and the error RNG restart whenever faults
+/// are set, so a test's fault pattern does not depend on how many requests came before.
+///
+/// A data request meets them in this order: `fail_next_requests`, `fail_data_after`,
+/// `server_error_rate`, `rate_limit_every` (each answers instead of the data); then the body
+/// of a 200: `endless_body` (overrides all below), `wrong_shape` or rows with `bad_rows_every`,
+/// then `malformed_body_rate`, then `drop_connection_next` / `drop_connection_rate`.
+#[derive(Clone, Debug)]
 pub struct Faults {
     /// Added to every API (not token) response.
     pub latency_ms: u64,
@@ -114,7 +138,7 @@ pub struct Faults {
     pub server_error_rate: f64,
     /// The next N data/reference requests answer 503, then normal service resumes.
     pub fail_next_requests: u32,
-    /// Every Nth data request answers 429 with `Retry-After: 1` (0 = never).
+    /// Every Nth data request answers 429 with `Retry-After` (0 = never).
     pub rate_limit_every: u32,
     /// Minting a token invalidates all previous ones.
     pub one_live_token: bool,
@@ -124,6 +148,50 @@ pub struct Faults {
     pub max_range_days: Option<u32>,
     /// After this many successful data requests, every data request answers 500.
     pub fail_data_after: Option<u32>,
+    /// Fraction of data responses (seeded RNG) whose connection is aborted half-way through the
+    /// body: status 200 and headers arrive, then the chunked body breaks off without its end.
+    pub drop_connection_rate: f64,
+    /// The next N data responses are aborted half-way like `drop_connection_rate`'s.
+    pub drop_connection_next: u32,
+    /// Data responses are a valid envelope prefix followed by valid rows that never end.
+    pub endless_body: bool,
+    /// The next N token requests answer 429 (with `Retry-After`) instead of minting.
+    pub token_rate_limit_next: u32,
+    /// `Retry-After` of every 429, data and token, in seconds.
+    pub retry_after_secs: u64,
+    /// Send `Retry-After` as an IMF-fixdate HTTP-date (real wall clock + `retry_after_secs`)
+    /// instead of a number of seconds.
+    pub retry_after_http_date: bool,
+    /// Every Nth row of a data response (1-based, counted per response; 0 = never) is unusable:
+    /// its entity id is `null` and its first metric is the string `"n/a"`.
+    pub bad_rows_every: u32,
+    /// Data responses are `{"messages":[],"results":{"error":"x"}}` with status 200.
+    pub wrong_shape: bool,
+}
+
+// Hand-written because `retry_after_secs` defaults to 1, the `Retry-After` the simulator always
+// sent before it became configurable.
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            latency_ms: 0,
+            server_error_rate: 0.0,
+            fail_next_requests: 0,
+            rate_limit_every: 0,
+            one_live_token: false,
+            malformed_body_rate: 0.0,
+            max_range_days: None,
+            fail_data_after: None,
+            drop_connection_rate: 0.0,
+            drop_connection_next: 0,
+            endless_body: false,
+            token_rate_limit_next: 0,
+            retry_after_secs: 1,
+            retry_after_http_date: false,
+            bad_rows_every: 0,
+            wrong_shape: false,
+        }
+    }
 }
 
 /// One served request, as recorded in [`Stats`]. Headers and bodies are not kept (they hold
@@ -136,12 +204,27 @@ pub struct RequestLogEntry {
 }
 
 /// Counters shared with tests and the `debug` command; readable while the server runs.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Stats {
     token_mints: AtomicU64,
     api_requests: AtomicU64,
     data_requests: AtomicU64,
     log: Mutex<Vec<RequestLogEntry>>,
+    /// Every access and refresh token minted, kept so tests can check none of them leaks.
+    issued: Mutex<Vec<String>>,
+}
+
+// Hand-written so the issued tokens never land in a log line through `{:?}`.
+impl std::fmt::Debug for Stats {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stats")
+            .field("token_mints", &self.token_mints())
+            .field("api_requests", &self.api_requests())
+            .field("data_requests", &self.data_requests())
+            .field("logged_requests", &lock(&self.log).len())
+            .field("issued_tokens", &lock(&self.issued).len())
+            .finish()
+    }
 }
 
 impl Stats {
@@ -164,6 +247,12 @@ impl Stats {
     pub fn requests_log(&self) -> Vec<RequestLogEntry> {
         lock(&self.log).clone()
     }
+
+    /// Every access and refresh token ever minted, in minting order (access before refresh):
+    /// canaries for tests that check no token leaks into logs or messages.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        lock(&self.issued).clone()
+    }
 }
 
 /// Poisoning only means another request panicked mid-update; the simulator's state stays
@@ -184,6 +273,18 @@ struct Mutable {
     rng: u64,
     data_successes: u32,
     rate_limit_counter: u32,
+    /// Ids removed with [`SimulatorState::remove_entity`].
+    removed: HashSet<String>,
+}
+
+/// How the body of one successful data response is to be shaped, decided under the lock.
+#[derive(Clone, Copy, Debug, Default)]
+struct BodyFaults {
+    endless: bool,
+    wrong_shape: bool,
+    bad_rows_every: u32,
+    truncate: bool,
+    drop_connection: bool,
 }
 
 /// Shared server state: immutable configuration and dataset plus the mutable part.
@@ -205,7 +306,9 @@ impl SimulatorState {
             options.spaces,
             options.history_start,
             options.outage,
-        );
+        )
+        .with_settle_lag_secs(options.settle_lag_secs)
+        .with_outage_backfilled_at(options.outage_backfilled_at);
         SimulatorState {
             client_id: options.client_id,
             client_secret: options.client_secret,
@@ -221,6 +324,7 @@ impl SimulatorState {
                 rng: fault_rng_seed(options.seed),
                 data_successes: 0,
                 rate_limit_counter: 0,
+                removed: HashSet::new(),
             }),
         }
     }
@@ -255,6 +359,19 @@ impl SimulatorState {
         lock(&self.inner).now
     }
 
+    /// From now on, reference endpoints omit every object whose own id field (`locationId`,
+    /// `siteId`, `zoneId`, `spaceId`, `sensorId`) equals `id`, and data endpoints serve no rows
+    /// for a zone or space with that id. Nothing cascades: removing a location leaves its
+    /// sites, spaces and sensors in place, as a deletion on the real account might.
+    pub fn remove_entity(&self, id: &str) {
+        lock(&self.inner).removed.insert(id.to_owned());
+    }
+
+    /// Snapshot of the removed ids (usually empty, so cloning is cheap).
+    fn removed(&self) -> HashSet<String> {
+        lock(&self.inner).removed.clone()
+    }
+
     fn latency(&self) -> StdDuration {
         StdDuration::from_millis(lock(&self.inner).faults.latency_ms)
     }
@@ -276,7 +393,18 @@ impl SimulatorState {
         m.tokens.insert(access.clone(), Instant::now());
         drop(m);
         self.stats.token_mints.fetch_add(1, Ordering::Relaxed);
+        lock(&self.stats.issued).extend([access.clone(), refresh.clone()]);
         (access, refresh)
+    }
+
+    /// The `token_rate_limit_next` fault: `Some(429)` while it counts down.
+    fn token_rate_limited(&self) -> Option<Response> {
+        let mut m = lock(&self.inner);
+        if m.faults.token_rate_limit_next == 0 {
+            return None;
+        }
+        m.faults.token_rate_limit_next -= 1;
+        Some(too_many_requests(&m.faults))
     }
 
     fn authorized(&self, headers: &HeaderMap) -> bool {
@@ -324,22 +452,40 @@ impl SimulatorState {
         if kind == EndpointKind::Data && every > 0 {
             m.rate_limit_counter += 1;
             if m.rate_limit_counter % every == 0 {
-                let mut response = message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-                return Some(response);
+                return Some(too_many_requests(&m.faults));
             }
         }
         None
     }
 
-    /// Records a successful data response; returns whether its body should be mangled.
-    fn data_succeeded(&self) -> bool {
+    /// Records a successful data response; returns how its body should be mangled.
+    fn data_succeeded(&self) -> BodyFaults {
         let mut m = lock(&self.inner);
         m.data_successes = m.data_successes.saturating_add(1);
+        if m.faults.endless_body {
+            // Nothing else applies to a body that never ends, so consume no draws or counters.
+            return BodyFaults {
+                endless: true,
+                ..BodyFaults::default()
+            };
+        }
+        // Draw only when a fault is on, so enabling other faults does not shift the sequence.
         let rate = m.faults.malformed_body_rate;
-        rate > 0.0 && next_unit(&mut m.rng) < rate
+        let truncate = rate > 0.0 && next_unit(&mut m.rng) < rate;
+        let drop_connection = if m.faults.drop_connection_next > 0 {
+            m.faults.drop_connection_next -= 1;
+            true
+        } else {
+            let rate = m.faults.drop_connection_rate;
+            rate > 0.0 && next_unit(&mut m.rng) < rate
+        };
+        BodyFaults {
+            endless: false,
+            wrong_shape: m.faults.wrong_shape,
+            bad_rows_every: m.faults.bad_rows_every,
+            truncate,
+            drop_connection,
+        }
     }
 }
 
@@ -408,6 +554,35 @@ fn bad_request(text: &str) -> Response {
 
 fn unauthorized() -> Response {
     message(StatusCode::UNAUTHORIZED, "Unauthorized")
+}
+
+/// A 429 with the configured `Retry-After`.
+fn too_many_requests(faults: &Faults) -> Response {
+    let mut response = message(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests");
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, retry_after(faults, Utc::now()));
+    response
+}
+
+/// `Retry-After` as delay-seconds, or as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`)
+/// `wall_clock + retry_after_secs`. The date uses the real clock, not the simulated one,
+/// because clients compare it with their own wall clock.
+fn retry_after(faults: &Faults, wall_clock: DateTime<Utc>) -> header::HeaderValue {
+    let seconds = header::HeaderValue::from(faults.retry_after_secs);
+    if !faults.retry_after_http_date {
+        return seconds;
+    }
+    let delay = i64::try_from(faults.retry_after_secs)
+        .ok()
+        .and_then(Duration::try_seconds)
+        .and_then(|delay| wall_clock.checked_add_signed(delay));
+    // A delay beyond chrono's range cannot be a date; the seconds form still says "later".
+    let Some(when) = delay else {
+        return seconds;
+    };
+    let text = when.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    header::HeaderValue::from_str(&text).unwrap_or(seconds)
 }
 
 /// The router. Every request passes through [`observe`] (stats, request log, latency).
@@ -498,6 +673,11 @@ async fn token(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    // Rate limiting happens before the request is even read, as at an API gateway, so every
+    // token request counts, well-formed or not.
+    if let Some(limited) = state.token_rate_limited() {
+        return limited;
+    }
     let Some(request) = parse_token_request(&headers, &body) else {
         return json_value(
             StatusCode::BAD_REQUEST,
@@ -530,11 +710,14 @@ async fn token(
     )
 }
 
-/// Auth, faults, then the body built from the dataset.
+/// Auth, faults, then the body built from the dataset's objects minus the removed ones.
+/// `id_key` is the objects' own id field, the one [`SimulatorState::remove_entity`] matches.
 fn reference(
     state: &SimulatorState,
     headers: &HeaderMap,
-    build: impl FnOnce(&Dataset) -> Option<Value>,
+    id_key: &str,
+    list: impl FnOnce(&Dataset) -> Vec<Value>,
+    build: impl FnOnce(Vec<Value>) -> Option<Value>,
 ) -> Response {
     if !state.authorized(headers) {
         return unauthorized();
@@ -542,20 +725,33 @@ fn reference(
     if let Some(failure) = state.injected_failure(EndpointKind::Reference) {
         return failure;
     }
-    match build(&state.dataset) {
+    let mut items = list(&state.dataset);
+    let removed = state.removed();
+    if !removed.is_empty() {
+        items.retain(|item| {
+            item.get(id_key)
+                .and_then(Value::as_str)
+                .is_none_or(|id| !removed.contains(id))
+        });
+    }
+    match build(items) {
         Some(value) => json_value(StatusCode::OK, &value),
         None => message(StatusCode::NOT_FOUND, "Not Found"),
     }
 }
 
-/// `/location` and `/zone` answer bare arrays (confirmed); the others are wrapped in
-/// `{"results": ...}` so that clients are exercised on both shapes.
+/// `/location` and `/zone` answer bare arrays (confirmed).
+fn bare(items: Vec<Value>) -> Option<Value> {
+    Some(Value::Array(items))
+}
+
+/// The others are wrapped in `{"results": ...}` so that clients are exercised on both shapes.
 fn wrapped(items: Vec<Value>) -> Option<Value> {
     Some(json!({ "results": items }))
 }
 
 async fn locations(State(state): State<Arc<SimulatorState>>, headers: HeaderMap) -> Response {
-    reference(&state, &headers, |d| Some(Value::Array(d.locations())))
+    reference(&state, &headers, "locationId", Dataset::locations, bare)
 }
 
 async fn location_by_id(
@@ -563,27 +759,33 @@ async fn location_by_id(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    reference(&state, &headers, |d| {
-        d.locations()
-            .into_iter()
-            .find(|l| l.get("locationId").and_then(Value::as_str) == Some(id.as_str()))
-    })
+    reference(
+        &state,
+        &headers,
+        "locationId",
+        Dataset::locations,
+        |items| {
+            items
+                .into_iter()
+                .find(|l| l.get("locationId").and_then(Value::as_str) == Some(id.as_str()))
+        },
+    )
 }
 
 async fn zones(State(state): State<Arc<SimulatorState>>, headers: HeaderMap) -> Response {
-    reference(&state, &headers, |d| Some(Value::Array(d.zones())))
+    reference(&state, &headers, "zoneId", Dataset::zones, bare)
 }
 
 async fn sites(State(state): State<Arc<SimulatorState>>, headers: HeaderMap) -> Response {
-    reference(&state, &headers, |d| wrapped(d.sites()))
+    reference(&state, &headers, "siteId", Dataset::sites, wrapped)
 }
 
 async fn spaces(State(state): State<Arc<SimulatorState>>, headers: HeaderMap) -> Response {
-    reference(&state, &headers, |d| wrapped(d.spaces()))
+    reference(&state, &headers, "spaceId", Dataset::spaces, wrapped)
 }
 
 async fn sensors(State(state): State<Arc<SimulatorState>>, headers: HeaderMap) -> Response {
-    reference(&state, &headers, |d| wrapped(d.sensors()))
+    reference(&state, &headers, "sensorId", Dataset::sensors, wrapped)
 }
 
 async fn traffic(
@@ -618,7 +820,7 @@ struct DataRequest {
     metrics: Metrics,
 }
 
-/// `YYYY-MM-DD` is local midnight (fixed UTC-05:00, as observed on a US Eastern account);
+/// `YYYY-MM-DD` is local midnight (US Eastern with DST, as observed on a real account);
 /// RFC 3339 timestamps are honoured exactly.
 fn parse_bound(text: &str) -> Option<DateTime<Utc>> {
     if text.len() == 10 {
@@ -630,6 +832,17 @@ fn parse_bound(text: &str) -> Option<DateTime<Utc>> {
             .ok()
             .map(|t| t.with_timezone(&Utc))
     }
+}
+
+/// Local midnight of the day after the local day starting at `midnight`. Noon of the next day
+/// is always 35-37 hours later and well inside it, whatever the DST change.
+fn next_local_midnight(midnight: DateTime<Utc>) -> DateTime<Utc> {
+    data::local_midnight(data::local_date(midnight + Duration::hours(36)))
+}
+
+/// Local midnight of the day before the local day starting at `midnight`.
+fn previous_local_midnight(midnight: DateTime<Utc>) -> DateTime<Utc> {
+    data::local_midnight(data::local_date(midnight - Duration::hours(12)))
 }
 
 fn parse_metrics(text: &str, series: Series) -> Result<Metrics, String> {
@@ -687,8 +900,7 @@ fn parse_data_request(
         .collect();
     let param = |key: &str| params.get(key).map(String::as_str);
     let has_dates = param("startDate").is_some() || param("endDate").is_some();
-    let local_today =
-        data::local_midnight((now + Duration::hours(data::LOCAL_OFFSET_HOURS)).date_naive());
+    let local_today = data::local_midnight(data::local_date(now));
     let (start, end) = match param("relativeDate") {
         Some("custom") => {
             let (Some(start), Some(end)) = (param("startDate"), param("endDate")) else {
@@ -703,8 +915,9 @@ fn parse_data_request(
         _ if has_dates => {
             return Err(Rejection::ServerError);
         }
-        Some("today") => (local_today, local_today + Duration::days(1)),
-        Some("yesterday") => (local_today - Duration::days(1), local_today),
+        // Local days, so a DST change day has 23 or 25 hours.
+        Some("today") => (local_today, next_local_midnight(local_today)),
+        Some("yesterday") => (previous_local_midnight(local_today), local_today),
         Some("thishour") => {
             let hour = data::hour_floor(now);
             (hour, hour + Duration::hours(1))
@@ -756,130 +969,297 @@ fn data_endpoint(
     {
         return bad_request("range too long");
     }
-    let mut body = render_rows(&state.dataset, series, &request, now).into_bytes();
-    if state.data_succeeded() {
+    let faults = state.data_succeeded();
+    let writer = RowWriter::new(
+        &state.dataset,
+        series,
+        request.metrics,
+        &state.removed(),
+        faults.bad_rows_every,
+    );
+    if faults.endless {
+        return endless_response(state.dataset.clone(), writer, request.start);
+    }
+    let mut body = if faults.wrong_shape {
+        WRONG_SHAPE_BODY.as_bytes().to_vec()
+    } else {
+        render_rows(&state.dataset, writer, &request, now).into_bytes()
+    };
+    if faults.truncate {
         body.truncate(body.len() / 2);
+    }
+    if faults.drop_connection {
+        return cut_off_response(body);
     }
     json_response(StatusCode::OK, body)
 }
 
-/// Serializes the data envelope straight into one pre-sized buffer: rows are written as text,
-/// never built as `serde_json::Value`s, because benchmarks pull millions of them.
-fn render_rows(
-    dataset: &Dataset,
+/// One entity's `"zoneId":"<id>","name":"<escaped name>"`, and the same with a `null` id for
+/// the `bad_rows_every` fault, built once per response.
+struct EntityFields {
+    index: usize,
+    fields: String,
+    bad_fields: String,
+}
+
+/// Writes data rows as text, never as `serde_json::Value`s, because benchmarks pull millions
+/// of them. Owns everything it needs, so an endless body can carry it into a stream.
+struct RowWriter {
     series: Series,
-    request: &DataRequest,
-    now: DateTime<Utc>,
-) -> String {
-    // Buckets whose start lies in [start, end), clipped to the data that can exist.
-    let floor = data::hour_floor(request.start);
-    let first_bucket = if floor < request.start {
-        floor + Duration::hours(1)
-    } else {
-        floor
-    };
-    let first = first_bucket.max(dataset.history_start());
-    let end = request.end.min(now);
-    let hours = if first < end {
-        usize::try_from(((end - first).num_seconds() + 3599) / 3600).unwrap_or(0)
-    } else {
-        0
-    };
+    metrics: Metrics,
+    entities: Vec<EntityFields>,
+    bad_rows_every: u32,
+    /// Rows written so far in this response (for commas and `bad_rows_every`).
+    rows: u64,
+}
 
-    let (order, id_key, row_bytes) = match series {
-        Series::Traffic => (dataset.zone_order(), "zoneId", TRAFFIC_ROW_BYTES),
-        Series::Occupancy => (dataset.space_order(), "spaceId", OCCUPANCY_ROW_BYTES),
-    };
-    // `"zoneId":"<id>","name":"<escaped name>"` per entity, built once per response.
-    let entity_fields: Vec<(usize, String)> = order
-        .iter()
-        .map(|&index| {
-            let (id, name) = match series {
-                Series::Traffic => (dataset.zone_id(index), dataset.zone_name(index)),
-                Series::Occupancy => (dataset.space_id(index), dataset.space_name(index)),
-            };
-            let name = serde_json::to_string(name.unwrap_or_default()).unwrap_or_default();
-            let fields = format!(
-                "\"{id_key}\":\"{}\",\"name\":{name}",
-                id.unwrap_or_default()
-            );
-            (index, fields)
-        })
-        .collect();
+impl RowWriter {
+    fn new(
+        dataset: &Dataset,
+        series: Series,
+        metrics: Metrics,
+        removed: &HashSet<String>,
+        bad_rows_every: u32,
+    ) -> RowWriter {
+        let (order, id_key) = match series {
+            Series::Traffic => (dataset.zone_order(), "zoneId"),
+            Series::Occupancy => (dataset.space_order(), "spaceId"),
+        };
+        let entities = order
+            .iter()
+            .filter_map(|&index| {
+                let (id, name) = match series {
+                    Series::Traffic => (dataset.zone_id(index), dataset.zone_name(index)),
+                    Series::Occupancy => (dataset.space_id(index), dataset.space_name(index)),
+                };
+                let id = id.unwrap_or_default();
+                if removed.contains(id) {
+                    return None;
+                }
+                let name = serde_json::to_string(name.unwrap_or_default()).unwrap_or_default();
+                Some(EntityFields {
+                    index,
+                    fields: format!("\"{id_key}\":\"{id}\",\"name\":{name}"),
+                    bad_fields: format!("\"{id_key}\":null,\"name\":{name}"),
+                })
+            })
+            .collect();
+        RowWriter {
+            series,
+            metrics,
+            entities,
+            bad_rows_every,
+            rows: 0,
+        }
+    }
 
-    let capacity = hours
-        .saturating_mul(order.len())
-        .saturating_mul(row_bytes)
-        .saturating_add(64)
-        .min(MAX_PRESIZE_BYTES);
-    let mut body = String::with_capacity(capacity);
-    body.push_str("{\"messages\":[],\"results\":[");
-    let metrics = request.metrics;
-    let mut first_row = true;
-    let mut hour = first;
-    while hour < end {
+    fn row_bytes(&self) -> usize {
+        match self.series {
+            Series::Traffic => TRAFFIC_ROW_BYTES,
+            Series::Occupancy => OCCUPANCY_ROW_BYTES,
+        }
+    }
+
+    /// Appends the rows of the bucket starting at `hour`, as the dataset has them at `now`.
+    /// With `fill`, entities without a row get one of zeros (the endless body wants rows, not
+    /// gaps).
+    fn write_hour(
+        &mut self,
+        body: &mut String,
+        dataset: &Dataset,
+        hour: DateTime<Utc>,
+        now: DateTime<Utc>,
+        fill: bool,
+    ) {
         let hour_prefix = format!(
             "{{\"recordDate_hour_1\":\"{}\",",
             data::format_timestamp(hour)
         );
-        for (index, fields) in &entity_fields {
-            let (counts, occupancy) = match series {
-                Series::Traffic => (dataset.traffic(*index, hour, now), None),
-                Series::Occupancy => {
-                    let Some(values) = dataset.occupancy(*index, hour, now) else {
+        let metrics = self.metrics;
+        for entity in &self.entities {
+            let index = entity.index;
+            let (counts, occupancy) = match self.series {
+                Series::Traffic => {
+                    let counts = dataset.traffic(index, hour, now);
+                    if counts.is_none() && !fill {
                         continue;
+                    }
+                    (counts, None)
+                }
+                Series::Occupancy => {
+                    let values = match dataset.occupancy(index, hour, now) {
+                        Some(values) => values,
+                        None if fill => OccupancyValues {
+                            max: 0,
+                            min: 0,
+                            avg: 0.0,
+                        },
+                        None => continue,
                     };
                     let counts = if metrics.ins || metrics.outs {
-                        dataset.space_traffic(*index, hour, now)
+                        dataset.space_traffic(index, hour, now)
                     } else {
                         None
                     };
                     (counts, Some(values))
                 }
             };
-            if series == Series::Traffic && counts.is_none() {
-                continue;
-            }
-            if !first_row {
+            if self.rows > 0 {
                 body.push(',');
             }
-            first_row = false;
+            self.rows += 1;
+            let bad = self.bad_rows_every > 0 && self.rows % u64::from(self.bad_rows_every) == 0;
             body.push_str(&hour_prefix);
-            body.push_str(fields);
-            write_metrics(&mut body, metrics, counts, occupancy);
+            body.push_str(if bad {
+                &entity.bad_fields
+            } else {
+                &entity.fields
+            });
+            write_metrics(body, metrics, counts, occupancy, bad);
             body.push('}');
         }
+    }
+}
+
+/// Serializes the data envelope straight into one pre-sized buffer.
+fn render_rows(
+    dataset: &Dataset,
+    mut writer: RowWriter,
+    request: &DataRequest,
+    now: DateTime<Utc>,
+) -> String {
+    // Buckets whose start lies in [start, end), clipped to the data that can exist.
+    let first = first_bucket(request.start).max(dataset.history_start());
+    let end = request.end.min(now);
+    let hours = if first < end {
+        usize::try_from(((end - first).num_seconds() + 3599) / 3600).unwrap_or(0)
+    } else {
+        0
+    };
+    let capacity = hours
+        .saturating_mul(writer.entities.len())
+        .saturating_mul(writer.row_bytes())
+        .saturating_add(64)
+        .min(MAX_PRESIZE_BYTES);
+    let mut body = String::with_capacity(capacity);
+    body.push_str(ROWS_PREFIX);
+    let mut hour = first;
+    while hour < end {
+        writer.write_hour(&mut body, dataset, hour, now, false);
         hour += Duration::hours(1);
     }
     body.push_str("]}");
     body
 }
 
+/// The first bucket start at or after `start`.
+fn first_bucket(start: DateTime<Utc>) -> DateTime<Utc> {
+    let floor = data::hour_floor(start);
+    if floor < start {
+        floor + Duration::hours(1)
+    } else {
+        floor
+    }
+}
+
+/// Status 200 and headers, the first half of `body`, then a body error: hyper aborts the
+/// connection, so the chunked body never gets its terminating chunk and the client sees a
+/// broken body rather than a clean end.
+fn cut_off_response(body: Vec<u8>) -> Response {
+    let mut rest = Bytes::from(body);
+    let first_half = rest.split_to(rest.len() / 2);
+    let chunks = stream::unfold(Some(first_half), |pending| async move {
+        match pending {
+            Some(first_half) => Some((Ok(first_half), None)),
+            None => {
+                // Give the connection a turn to flush the first half before the abort, so
+                // clients really receive a partial body.
+                tokio::task::yield_now().await;
+                let error = std::io::Error::new(
+                    std::io::ErrorKind::ConnectionAborted,
+                    "simulated connection drop",
+                );
+                Some((Err(error), None))
+            }
+        }
+    });
+    // Hyper stops polling a body after its first error, so the stream never needs to end.
+    json_response(StatusCode::OK, axum::body::Body::from_stream(chunks))
+}
+
+/// A valid envelope prefix, then rows generated lazily chunk by chunk, hour after hour from
+/// `start`, forever: the server holds one chunk at a time, however long the client reads.
+fn endless_response(
+    dataset: Arc<Dataset>,
+    mut writer: RowWriter,
+    start: DateTime<Utc>,
+) -> Response {
+    if writer.entities.is_empty() {
+        // Every entity removed (or none configured): stream a stand-in so chunks still grow.
+        writer.entities.push(EntityFields {
+            index: usize::MAX,
+            fields: "\"zoneId\":\"00000000-0000-4000-8000-000000000000\",\"name\":\"Endless\""
+                .to_owned(),
+            bad_fields: "\"zoneId\":null,\"name\":\"Endless\"".to_owned(),
+        });
+    }
+    let first = data::hour_floor(start);
+    let chunks = stream::unfold(
+        (dataset, writer, first, true),
+        move |(dataset, mut writer, mut hour, prefix)| async move {
+            let mut chunk = String::with_capacity(ENDLESS_CHUNK_BYTES + 1024);
+            if prefix {
+                chunk.push_str(ROWS_PREFIX);
+            }
+            while chunk.len() < ENDLESS_CHUNK_BYTES {
+                // Rows of complete hours, as the dataset has them once the hour is over.
+                let over = hour.checked_add_signed(Duration::hours(1));
+                writer.write_hour(&mut chunk, &dataset, hour, over.unwrap_or(hour), true);
+                // At chrono's end of time, start over: the rows stay valid, just repeat.
+                hour = over.unwrap_or(first);
+            }
+            let chunk = Ok::<_, std::io::Error>(Bytes::from(chunk));
+            Some((chunk, (dataset, writer, hour, false)))
+        },
+    );
+    json_response(StatusCode::OK, axum::body::Body::from_stream(chunks))
+}
+
+/// Appends the requested metrics; with `bad`, the first of them is the string `"n/a"`.
 fn write_metrics(
     body: &mut String,
     metrics: Metrics,
     counts: Option<(i64, i64)>,
     occupancy: Option<OccupancyValues>,
+    bad: bool,
 ) {
+    let mut spoil = bad;
     // Writing into a String cannot fail, so the fmt::Results are ignored.
+    let mut field = |name: &str, value: &dyn std::fmt::Display| {
+        if std::mem::take(&mut spoil) {
+            let _ = write!(body, ",\"{name}\":\"n/a\"");
+        } else {
+            let _ = write!(body, ",\"{name}\":{value}");
+        }
+    };
     if let Some(o) = occupancy {
         if metrics.max {
-            let _ = write!(body, ",\"maxoccupancy\":{}", o.max);
+            field("maxoccupancy", &o.max);
         }
         if metrics.min {
-            let _ = write!(body, ",\"minoccupancy\":{}", o.min);
+            field("minoccupancy", &o.min);
         }
         if metrics.avg {
             // A decimal string, as the real API sends it.
-            let _ = write!(body, ",\"avgoccupancy\":\"{:.1}\"", o.avg);
+            field("avgoccupancy", &format_args!("\"{:.1}\"", o.avg));
         }
     }
     let (ins, outs) = counts.unwrap_or_default();
     if metrics.ins {
-        let _ = write!(body, ",\"sumins\":{ins}");
+        field("sumins", &ins);
     }
     if metrics.outs {
-        let _ = write!(body, ",\"sumouts\":{outs}");
+        field("sumouts", &outs);
     }
 }
 
@@ -931,6 +1311,11 @@ impl SimulatorHandle {
 
     pub fn now(&self) -> DateTime<Utc> {
         self.state.now()
+    }
+
+    /// See [`SimulatorState::remove_entity`].
+    pub fn remove_entity(&self, id: &str) {
+        self.state.remove_entity(id);
     }
 
     pub fn state(&self) -> &Arc<SimulatorState> {
@@ -1032,6 +1417,32 @@ mod tests {
         )
     }
 
+    async fn send(
+        client: &reqwest::Client,
+        sim: &SimulatorHandle,
+        path: &str,
+        token: &str,
+    ) -> reqwest::Response {
+        client
+            .get(format!("{}{path}", sim.base_url))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Reads a body chunk by chunk; the error, if the body broke off.
+    async fn read_body(mut response: reqwest::Response) -> (Vec<u8>, Option<reqwest::Error>) {
+        let mut bytes = Vec::new();
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => bytes.extend_from_slice(&chunk),
+                Ok(None) => return (bytes, None),
+                Err(error) => return (bytes, Some(error)),
+            }
+        }
+    }
+
     fn results(body: &str) -> Vec<Value> {
         let value: Value = serde_json::from_str(body).unwrap();
         assert_eq!(value["messages"], json!([]));
@@ -1048,6 +1459,22 @@ mod tests {
             Some((at("2025-01-21T08:00:00Z"), at("2025-01-21T14:00:00Z")))
         );
         assert!(!format!("{options:?}").contains("sim-secret"));
+        assert_eq!(
+            (options.settle_lag_secs, options.outage_backfilled_at),
+            (0, None)
+        );
+        let faults = Faults::default();
+        assert_eq!(faults.retry_after_secs, 1);
+        assert!(!faults.retry_after_http_date && !faults.endless_body && !faults.wrong_shape);
+        assert_eq!(
+            (
+                faults.drop_connection_rate,
+                faults.drop_connection_next,
+                faults.token_rate_limit_next,
+                faults.bad_rows_every
+            ),
+            (0.0, 0, 0, 0)
+        );
     }
 
     #[tokio::test]
@@ -1343,8 +1770,8 @@ mod tests {
         let today =
             "/api/data/traffic?relativeDate=today&dateGroupings=hour&entityType=zone&metrics=ins";
         let rows = results(&get(&client, &sim, today, Some(&token)).await.2);
-        // Local day 2025-03-15 starts 05:00Z; the clock is 10:30Z.
-        assert_eq!(rows.len(), 6 * 6);
+        // Local day 2025-03-15 (daylight time since March 9) starts 04:00Z; the clock is 10:30Z.
+        assert_eq!(rows.len(), 7 * 6);
     }
 
     #[tokio::test]
@@ -1435,5 +1862,485 @@ mod tests {
         let first = pattern().await;
         assert_eq!(first, pattern().await);
         assert!(first.contains(&500) && first.contains(&200));
+    }
+
+    #[tokio::test]
+    async fn settling_hours_grow_as_the_clock_advances() {
+        let options = SimulatorOptions {
+            settle_lag_secs: 1800,
+            now: at("2025-03-14T18:00:00Z"),
+            ..SimulatorOptions::default()
+        };
+        let sim = spawn(options).await.unwrap();
+        let client = client();
+        let token = mint(&client, &sim).await;
+        let hour = at("2025-03-14T17:00:00Z");
+        let path = traffic_path("2025-03-14T17:00:00Z", "2025-03-14T18:00:00Z");
+        let occupancy_path = "/api/data/occupancy?relativeDate=custom\
+            &startDate=2025-03-14T17:00:00Z&endDate=2025-03-14T18:00:00Z&dateGroupings=hour\
+            &entityType=space&metrics=occupancy(max),ins";
+        let final_values = Dataset::new(
+            7,
+            6,
+            3,
+            at("2025-01-01T00:00:00Z"),
+            SimulatorOptions::default().outage,
+        );
+        let later = at("2025-03-20T00:00:00Z");
+        let full: i64 = (0..6)
+            .map(|z| final_values.traffic(z, hour, later).unwrap().0)
+            .sum();
+        assert!(full > 100, "a busy hour is needed, got {full}");
+
+        let mut sums = Vec::new();
+        let mut occupancy_sums = Vec::new();
+        for now in [
+            "2025-03-14T18:00:00Z",
+            "2025-03-14T18:15:00Z",
+            "2025-03-14T18:30:00Z",
+        ] {
+            sim.set_now(at(now));
+            let rows = results(&get(&client, &sim, &path, Some(&token)).await.2);
+            assert_eq!(rows.len(), 6);
+            for row in &rows {
+                let zone = (0..6)
+                    .find(|z| Some(row["zoneId"].as_str().unwrap()) == sim.dataset.zone_id(*z))
+                    .unwrap();
+                let (ins, outs) = sim.dataset.traffic(zone, hour, at(now)).unwrap();
+                assert_eq!(
+                    (row["sumins"].as_i64(), row["sumouts"].as_i64()),
+                    (Some(ins), Some(outs))
+                );
+            }
+            sums.push(
+                rows.iter()
+                    .map(|r| r["sumins"].as_i64().unwrap())
+                    .sum::<i64>(),
+            );
+            let rows = results(&get(&client, &sim, occupancy_path, Some(&token)).await.2);
+            occupancy_sums.push(
+                rows.iter()
+                    .map(|r| r["maxoccupancy"].as_i64().unwrap() + r["sumins"].as_i64().unwrap())
+                    .sum::<i64>(),
+            );
+        }
+        // 3600/5400 of the hour is in when it ends, 4500/5400 a quarter later, all after the lag.
+        assert!(sums[0] < sums[1] && sums[1] < sums[2], "{sums:?}");
+        assert_eq!(sums[2], full);
+        assert!(
+            sums[0] * 3 <= full * 2 && sums[0] * 3 > full * 2 - 3 * 6,
+            "{sums:?}"
+        );
+        assert!(
+            occupancy_sums[0] < occupancy_sums[1] && occupancy_sums[1] < occupancy_sums[2],
+            "{occupancy_sums:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn outage_is_backfilled_at_the_configured_instant() {
+        let options = SimulatorOptions {
+            now: at("2025-02-15T00:00:00Z"),
+            outage_backfilled_at: Some(at("2025-03-01T00:00:00Z")),
+            ..SimulatorOptions::default()
+        };
+        let sim = spawn(options).await.unwrap();
+        let client = client();
+        let token = mint(&client, &sim).await;
+        let path = traffic_path("2025-01-21T00:00:00Z", "2025-01-22T00:00:00Z");
+        // Zones 0, 2 and 4 belong to the outage site and miss its six hours.
+        let rows = results(&get(&client, &sim, &path, Some(&token)).await.2);
+        assert_eq!(rows.len(), 24 * 6 - 3 * 6);
+        sim.set_now(at("2025-02-28T23:59:59Z"));
+        let rows = results(&get(&client, &sim, &path, Some(&token)).await.2);
+        assert_eq!(rows.len(), 24 * 6 - 3 * 6);
+        sim.set_now(at("2025-03-01T00:00:00Z"));
+        let rows = results(&get(&client, &sim, &path, Some(&token)).await.2);
+        assert_eq!(rows.len(), 24 * 6);
+        let outage_zone = sim.dataset.zone_id(0).unwrap();
+        let backfilled = rows
+            .iter()
+            .filter(|r| {
+                r["zoneId"] == outage_zone && r["recordDate_hour_1"] == "2025-01-21T10:00:00.000Z"
+            })
+            .count();
+        assert_eq!(backfilled, 1);
+    }
+
+    #[tokio::test]
+    async fn removed_entities_disappear_from_reference_and_data() {
+        let sim = spawn(SimulatorOptions::default()).await.unwrap();
+        let client = client();
+        let token = mint(&client, &sim).await;
+        let list = |body: &str, bare: bool| -> Vec<Value> {
+            let value: Value = serde_json::from_str(body).unwrap();
+            let items = if bare {
+                value
+            } else {
+                value["results"].clone()
+            };
+            items.as_array().unwrap().clone()
+        };
+        let mut removed = Vec::new();
+        for (path, key, bare) in [
+            ("/api/location", "locationId", true),
+            ("/api/site", "siteId", false),
+            ("/api/zone", "zoneId", true),
+            ("/api/space", "spaceId", false),
+            ("/api/sensor", "sensorId", false),
+        ] {
+            let items = list(&get(&client, &sim, path, Some(&token)).await.2, bare);
+            let id = items[1][key].as_str().unwrap().to_owned();
+            sim.remove_entity(&id);
+            let after = list(&get(&client, &sim, path, Some(&token)).await.2, bare);
+            assert_eq!(after.len(), items.len() - 1, "{path}");
+            assert!(after.iter().all(|item| item[key] != id.as_str()), "{path}");
+            removed.push(id);
+        }
+        assert_eq!(
+            get(
+                &client,
+                &sim,
+                &format!("/api/location/{}", removed[0]),
+                Some(&token)
+            )
+            .await
+            .0,
+            404
+        );
+        let (zone_id, space_id) = (&removed[2], &removed[3]);
+        let path = traffic_path("2025-02-01T00:00:00Z", "2025-02-02T00:00:00Z");
+        let rows = results(&get(&client, &sim, &path, Some(&token)).await.2);
+        assert_eq!(rows.len(), 24 * 5);
+        assert!(rows.iter().all(|r| r["zoneId"] != zone_id.as_str()));
+        let occupancy = "/api/data/occupancy?relativeDate=custom&startDate=2025-02-03T00:00:00Z\
+                         &endDate=2025-02-04T00:00:00Z&dateGroupings=hour&entityType=space\
+                         &metrics=occupancy(max)";
+        let rows = results(&get(&client, &sim, occupancy, Some(&token)).await.2);
+        assert_eq!(rows.len(), 24 * 2);
+        assert!(rows.iter().all(|r| r["spaceId"] != space_id.as_str()));
+    }
+
+    #[tokio::test]
+    async fn date_only_bounds_follow_eastern_daylight_time() {
+        let options = SimulatorOptions {
+            now: at("2025-12-01T00:00:00Z"),
+            ..SimulatorOptions::default()
+        };
+        let sim = spawn(options).await.unwrap();
+        let client = client();
+        let token = mint(&client, &sim).await;
+        for (start, end, hours, first, last) in [
+            (
+                "2025-03-09",
+                "2025-03-10",
+                23,
+                "2025-03-09T05:00:00.000Z",
+                "2025-03-10T03:00:00.000Z",
+            ),
+            (
+                "2025-07-01",
+                "2025-07-02",
+                24,
+                "2025-07-01T04:00:00.000Z",
+                "2025-07-02T03:00:00.000Z",
+            ),
+            (
+                "2025-11-02",
+                "2025-11-03",
+                25,
+                "2025-11-02T04:00:00.000Z",
+                "2025-11-03T04:00:00.000Z",
+            ),
+        ] {
+            let rows = results(
+                &get(&client, &sim, &traffic_path(start, end), Some(&token))
+                    .await
+                    .2,
+            );
+            assert_eq!(rows.len(), hours * 6, "{start}");
+            assert_eq!(rows[0]["recordDate_hour_1"], first, "{start}");
+            assert_eq!(rows[rows.len() - 1]["recordDate_hour_1"], last, "{start}");
+        }
+        // Explicit UTC bounds stay exact across a change.
+        let path = traffic_path("2025-11-02T00:00:00Z", "2025-11-03T00:00:00Z");
+        assert_eq!(
+            results(&get(&client, &sim, &path, Some(&token)).await.2).len(),
+            24 * 6
+        );
+        // Relative local days are DST-aware too: the autumn change day has 25 hours.
+        sim.set_now(at("2025-11-03T12:00:00Z"));
+        let yesterday = "/api/data/traffic?relativeDate=yesterday&dateGroupings=hour&entityType=zone&metrics=ins";
+        let rows = results(&get(&client, &sim, yesterday, Some(&token)).await.2);
+        assert_eq!(rows.len(), 25 * 6);
+        assert_eq!(rows[0]["recordDate_hour_1"], "2025-11-02T04:00:00.000Z");
+    }
+
+    #[tokio::test]
+    async fn dropped_connections_break_the_body_after_the_headers() {
+        let sim = spawn(SimulatorOptions::default()).await.unwrap();
+        let client = client();
+        let token = mint(&client, &sim).await;
+        let path = traffic_path("2025-02-01T00:00:00Z", "2025-02-03T00:00:00Z");
+        let full = get(&client, &sim, &path, Some(&token)).await.2;
+
+        sim.set_faults(Faults {
+            drop_connection_next: 2,
+            ..Faults::default()
+        });
+        for _ in 0..2 {
+            let response = send(&client, &sim, &path, &token).await;
+            assert_eq!(response.status(), 200);
+            let (partial, error) = read_body(response).await;
+            assert!(error.is_some(), "the body must break, not end cleanly");
+            // The first half arrives, then the connection is gone.
+            assert!(!partial.is_empty() && partial.len() < full.len());
+            assert!(full.as_bytes().starts_with(&partial));
+        }
+        let (status, _, body) = get(&client, &sim, &path, Some(&token)).await;
+        assert_eq!((status, body.len()), (200, full.len()));
+
+        sim.set_faults(Faults {
+            drop_connection_rate: 1.0,
+            ..Faults::default()
+        });
+        let (_, error) = read_body(send(&client, &sim, &path, &token).await).await;
+        assert!(error.is_some());
+        // Reference endpoints are never cut off.
+        assert_eq!(get(&client, &sim, "/api/zone", Some(&token)).await.0, 200);
+        let log = sim.stats.requests_log();
+        assert!(
+            log.iter()
+                .filter(|e| e.path == "/api/data/traffic")
+                .all(|e| e.status == 200)
+        );
+    }
+
+    #[tokio::test]
+    async fn drop_connection_rate_is_deterministic() {
+        async fn pattern() -> Vec<bool> {
+            let sim = spawn(SimulatorOptions::default()).await.unwrap();
+            let client = client();
+            let token = mint(&client, &sim).await;
+            sim.set_faults(Faults {
+                drop_connection_rate: 0.5,
+                ..Faults::default()
+            });
+            let path = traffic_path("2025-02-01T00:00:00Z", "2025-02-01T06:00:00Z");
+            let mut broken = Vec::new();
+            for _ in 0..16 {
+                let response = send(&client, &sim, &path, &token).await;
+                broken.push(read_body(response).await.1.is_some());
+            }
+            broken
+        }
+        let first = pattern().await;
+        assert_eq!(first, pattern().await);
+        assert!(first.contains(&true) && first.contains(&false));
+    }
+
+    #[tokio::test]
+    async fn endless_body_streams_valid_rows_without_end() {
+        let sim = spawn(SimulatorOptions::default()).await.unwrap();
+        let client = client();
+        let token = mint(&client, &sim).await;
+        sim.set_faults(Faults {
+            endless_body: true,
+            ..Faults::default()
+        });
+        let path = traffic_path("2025-02-01T00:00:00Z", "2025-02-02T00:00:00Z");
+        let mut response = send(&client, &sim, &path, &token).await;
+        assert_eq!(response.status(), 200);
+        let mut received = Vec::new();
+        // Far more than the one day asked for (about 20 KB): the body goes on.
+        while received.len() < 1 << 20 {
+            let chunk = response
+                .chunk()
+                .await
+                .unwrap()
+                .expect("the body never ends");
+            received.extend_from_slice(&chunk);
+        }
+        drop(response);
+        let text = String::from_utf8(received).unwrap();
+        assert!(text.starts_with(
+            r#"{"messages":[],"results":[{"recordDate_hour_1":"2025-02-01T00:00:00.000Z","#
+        ));
+        // Names hold no braces, so the last `}` closes a row: what came so far is valid rows.
+        let complete = &text[..=text.rfind('}').unwrap()];
+        let rows = results(&format!("{complete}]}}"));
+        assert!(rows.len() > 5_000);
+        assert!(
+            rows.iter()
+                .all(|r| r["zoneId"].is_string() && r["sumins"].is_i64())
+        );
+        let hours: Vec<&str> = rows
+            .iter()
+            .map(|r| r["recordDate_hour_1"].as_str().unwrap())
+            .collect();
+        assert!(hours.windows(2).all(|w| w[0] <= w[1]));
+
+        // Other requests are served meanwhile.
+        sim.set_faults(Faults::default());
+        assert_eq!(get(&client, &sim, &path, Some(&token)).await.0, 200);
+    }
+
+    #[tokio::test]
+    async fn token_rate_limit_and_retry_after_forms() {
+        let sim = spawn(SimulatorOptions::default()).await.unwrap();
+        let client = client();
+        sim.set_faults(Faults {
+            token_rate_limit_next: 2,
+            retry_after_secs: 7,
+            ..Faults::default()
+        });
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", "sim-client"),
+            ("client_secret", "sim-secret"),
+        ];
+        for _ in 0..2 {
+            let response = client.post(&sim.auth_url).form(&form).send().await.unwrap();
+            assert_eq!(response.status(), 429);
+            assert_eq!(response.headers().get("retry-after").unwrap(), "7");
+        }
+        assert_eq!(sim.stats.token_mints(), 0);
+        let token = mint(&client, &sim).await;
+        assert_eq!(sim.stats.token_mints(), 1);
+
+        sim.set_faults(Faults {
+            rate_limit_every: 1,
+            retry_after_secs: 30,
+            retry_after_http_date: true,
+            ..Faults::default()
+        });
+        let path = traffic_path("2025-02-01T00:00:00Z", "2025-02-02T00:00:00Z");
+        let before = Utc::now();
+        let (status, headers, _) = get(&client, &sim, &path, Some(&token)).await;
+        let after = Utc::now();
+        assert_eq!(status, 429);
+        let text = headers.get("retry-after").unwrap().to_str().unwrap();
+        assert!(text.ends_with(" GMT") && text.len() == 29, "{text}");
+        let when = DateTime::parse_from_rfc2822(text)
+            .unwrap()
+            .with_timezone(&Utc);
+        assert!(when >= before + Duration::seconds(29) && when <= after + Duration::seconds(30));
+
+        let faults = Faults {
+            retry_after_secs: 7,
+            retry_after_http_date: true,
+            ..Faults::default()
+        };
+        assert_eq!(
+            retry_after(&faults, at("1994-11-06T08:49:30Z")),
+            "Sun, 06 Nov 1994 08:49:37 GMT"
+        );
+        let faults = Faults {
+            retry_after_secs: u64::MAX,
+            ..faults
+        };
+        assert_eq!(
+            retry_after(&faults, Utc::now()),
+            u64::MAX.to_string().as_str()
+        );
+    }
+
+    #[tokio::test]
+    async fn bad_rows_every_spoils_every_nth_row() {
+        let sim = spawn(SimulatorOptions::default()).await.unwrap();
+        let client = client();
+        let token = mint(&client, &sim).await;
+        sim.set_faults(Faults {
+            bad_rows_every: 4,
+            ..Faults::default()
+        });
+        let path = traffic_path("2025-02-01T00:00:00Z", "2025-02-02T00:00:00Z");
+        let rows = results(&get(&client, &sim, &path, Some(&token)).await.2);
+        assert_eq!(rows.len(), 24 * 6);
+        for (i, row) in rows.iter().enumerate() {
+            if (i + 1) % 4 == 0 {
+                assert!(row["zoneId"].is_null(), "{row}");
+                assert_eq!(row["sumins"], "n/a");
+                assert!(row["sumouts"].is_i64() && row["name"].is_string());
+            } else {
+                assert!(row["zoneId"].is_string() && row["sumins"].is_i64(), "{row}");
+            }
+        }
+        // Counting restarts with each response, and the first metric is the first one written.
+        sim.set_faults(Faults {
+            bad_rows_every: 1,
+            ..Faults::default()
+        });
+        let occupancy = "/api/data/occupancy?relativeDate=custom&startDate=2025-02-03T00:00:00Z\
+                         &endDate=2025-02-03T02:00:00Z&dateGroupings=hour&entityType=space\
+                         &metrics=occupancy(avg),occupancy(min),ins";
+        let rows = results(&get(&client, &sim, occupancy, Some(&token)).await.2);
+        assert_eq!(rows.len(), 2 * 3);
+        for row in &rows {
+            assert!(row["spaceId"].is_null());
+            assert_eq!(row["minoccupancy"], "n/a");
+            assert!(
+                row["avgoccupancy"].is_string() && row["sumins"].is_i64(),
+                "{row}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn wrong_shape_puts_an_object_where_rows_belong() {
+        let sim = spawn(SimulatorOptions::default()).await.unwrap();
+        let client = client();
+        let token = mint(&client, &sim).await;
+        sim.set_faults(Faults {
+            wrong_shape: true,
+            ..Faults::default()
+        });
+        let path = traffic_path("2025-02-01T00:00:00Z", "2025-02-02T00:00:00Z");
+        let (status, headers, body) = get(&client, &sim, &path, Some(&token)).await;
+        assert_eq!(
+            (status, body.as_str()),
+            (200, r#"{"messages":[],"results":{"error":"x"}}"#)
+        );
+        assert!(
+            headers[header::CONTENT_TYPE]
+                .to_str()
+                .unwrap()
+                .starts_with("application/json")
+        );
+        assert_eq!(get(&client, &sim, "/api/zone", Some(&token)).await.0, 200);
+    }
+
+    #[tokio::test]
+    async fn issued_tokens_lists_every_minted_token() {
+        let sim = spawn(SimulatorOptions::default()).await.unwrap();
+        let client = client();
+        let mut minted = Vec::new();
+        for _ in 0..2 {
+            let response = client
+                .post(&sim.auth_url)
+                .header("content-type", "application/json")
+                .body(
+                    json!({
+                        "grant_type": "client_credentials",
+                        "client_id": "sim-client",
+                        "client_secret": "sim-secret",
+                    })
+                    .to_string(),
+                )
+                .send()
+                .await
+                .unwrap();
+            let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+            minted.push(body["access_token"].as_str().unwrap().to_owned());
+            minted.push(body["refresh_token"].as_str().unwrap().to_owned());
+        }
+        let issued = sim.stats.issued_tokens();
+        assert_eq!(issued, minted);
+        // The stats' Debug output is no leak path either.
+        let debug = format!("{:?}", sim.stats);
+        assert!(
+            issued.iter().all(|token| !debug.contains(token.as_str())),
+            "{debug}"
+        );
     }
 }
