@@ -13,6 +13,7 @@
 //!   [`naming`]: pure domain logic, no IO.
 //! - [`simulator`]: a SenSource API look-alike for tests and local runs.
 //! - [`commands`]: the command-line entry points (`serve`, `simulate`, `debug`, `reset`).
+//! - [`debug`]: the local debug sync into a SQLite warehouse (`debug` command).
 //! - [`telemetry`], [`clock`], [`secret`]: cross-cutting helpers.
 
 pub mod api;
@@ -21,6 +22,7 @@ pub mod cli;
 pub mod clock;
 pub mod commands;
 pub mod config;
+pub mod debug;
 pub mod grpc;
 pub mod naming;
 pub mod record;

@@ -1,6 +1,55 @@
-//! `sensource-connector debug`: placeholder replaced below.
+//! `sensource-connector debug`: a full local sync into `files/warehouse.db`,
+//! like `fivetran debug`. A thin shell over [`crate::debug::run_debug`].
+
 use std::process::ExitCode;
-/// tmp
-pub async fn run(_args: crate::cli::DebugArgs) -> anyhow::Result<ExitCode> {
-    anyhow::bail!("tmp")
+
+use anyhow::Context as _;
+use tracing::Level;
+
+use crate::{
+    cli::DebugArgs,
+    debug::{self, Console, DebugOptions},
+    simulator::SimulatorOptions,
+    telemetry,
+};
+
+/// Runs the sync, prints the summary to stdout and exits 0 on success, 1 on
+/// a failed sync (a Task included).
+///
+/// # Errors
+/// When the sync cannot start: configuration, files folder, state, warehouse.
+pub async fn run(args: DebugArgs) -> anyhow::Result<ExitCode> {
+    // The connector's own JSON lines would drown the progress: warnings only,
+    // unless asked. Never stdout, which carries the summary.
+    let level = if args.verbose {
+        Level::INFO
+    } else {
+        Level::WARN
+    };
+    telemetry::init(std::io::stderr, level);
+
+    let configuration = debug::load_configuration(&args.configuration, args.simulate)
+        .context("cannot load the configuration")?;
+    let mut options = DebugOptions::new(&args.files);
+    options.configuration = configuration;
+    options.state_path = args.state;
+    options.simulate = args.simulate.then(SimulatorOptions::default);
+    options.naming = args.naming;
+    options.console = Console::stderr();
+    options.interrupt = Some(Box::pin(async {
+        // Without a signal handler, never interrupt (rather than at once).
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }));
+
+    let report = debug::run_debug(options)
+        .await
+        .with_context(|| format!("cannot start the debug sync in {}", args.files.display()))?;
+    println!("{report}");
+    Ok(if report.succeeded() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

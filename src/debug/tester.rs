@@ -1,0 +1,331 @@
+//! The translation from what the connector sends (`pb::SchemaResponse`,
+//! `pb::Record`, `pb::ValueType`) into warehouse tables, rows and operations,
+//! with the destination naming mode applied. The only debug code that knows
+//! protobuf.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+
+use super::warehouse::{ColumnDef, Row, SqlType, SqlValue, TableDef};
+use crate::{
+    cli::Naming,
+    grpc::pb,
+    naming::{normalize_column_name, normalize_table_name},
+};
+
+/// One record as a warehouse operation.
+#[derive(Clone, Debug, PartialEq)]
+pub(crate) enum Operation {
+    /// Replace the whole row.
+    Upsert { table: String, row: Row },
+    /// Set the given columns of an existing row.
+    Update { table: String, row: Row },
+    /// Soft-delete the row with this key.
+    Delete { table: String, row: Row },
+    /// Soft-delete every row synced before.
+    Truncate { table: String },
+}
+
+/// Applies the naming mode, remembering results: the same few names arrive
+/// in every one of many thousands of records.
+#[derive(Debug)]
+pub(crate) struct Names {
+    naming: Naming,
+    tables: HashMap<String, String>,
+    columns: HashMap<String, String>,
+}
+
+impl Names {
+    pub(crate) fn new(naming: Naming) -> Self {
+        Self {
+            naming,
+            tables: HashMap::new(),
+            columns: HashMap::new(),
+        }
+    }
+
+    pub(crate) fn table(&mut self, name: &str) -> String {
+        match self.naming {
+            Naming::Source => name.to_owned(),
+            Naming::Fivetran => cached(&mut self.tables, name, normalize_table_name),
+        }
+    }
+
+    pub(crate) fn column(&mut self, name: &str) -> String {
+        match self.naming {
+            Naming::Source => name.to_owned(),
+            Naming::Fivetran => cached(&mut self.columns, name, normalize_column_name),
+        }
+    }
+}
+
+fn cached(cache: &mut HashMap<String, String>, name: &str, rule: fn(&str) -> String) -> String {
+    if let Some(done) = cache.get(name) {
+        return done.clone();
+    }
+    let done = rule(name);
+    cache.insert(name.to_owned(), done.clone());
+    done
+}
+
+/// The tables of a Schema response. Schema names are dropped: SQLite has
+/// no schemas, so every table lands under its plain name.
+///
+/// # Errors
+/// When the connector declares that it has no schema (the debug warehouse
+/// needs declared tables and keys).
+pub(crate) fn schema_tables(
+    response: &pb::SchemaResponse,
+    names: &mut Names,
+) -> Result<Vec<TableDef>, String> {
+    use pb::schema_response::Response;
+    match &response.response {
+        Some(Response::WithoutSchema(list)) => Ok(table_defs(&list.tables, names)),
+        Some(Response::WithSchema(list)) => Ok(list
+            .schemas
+            .iter()
+            .flat_map(|schema| table_defs(&schema.tables, names))
+            .collect()),
+        Some(Response::SchemaResponseNotSupported(_)) | None => {
+            Err("the connector declares no schema; the debug warehouse needs one".to_owned())
+        }
+    }
+}
+
+/// The tables of a SchemaChange.
+pub(crate) fn changed_tables(change: &pb::SchemaChange, names: &mut Names) -> Vec<TableDef> {
+    use pb::schema_change::Change;
+    match &change.change {
+        Some(Change::WithoutSchema(list)) => table_defs(&list.tables, names),
+        Some(Change::WithSchema(list)) => list
+            .schemas
+            .iter()
+            .flat_map(|schema| table_defs(&schema.tables, names))
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
+fn table_defs(tables: &[pb::Table], names: &mut Names) -> Vec<TableDef> {
+    tables
+        .iter()
+        .map(|table| TableDef {
+            name: names.table(&table.name),
+            columns: table
+                .columns
+                .iter()
+                .map(|column| ColumnDef {
+                    name: names.column(&column.name),
+                    sql_type: sql_type(column.r#type),
+                    primary_key: column.primary_key,
+                })
+                .collect(),
+        })
+        .collect()
+}
+
+/// The SQLite type of a Fivetran type. Decimals are kept as text so no
+/// precision is lost; timestamps are ISO 8601 text.
+fn sql_type(data_type: i32) -> SqlType {
+    use pb::DataType;
+    match DataType::try_from(data_type).unwrap_or(DataType::Unspecified) {
+        DataType::Boolean | DataType::Short | DataType::Int | DataType::Long => SqlType::Integer,
+        DataType::Float | DataType::Double => SqlType::Real,
+        DataType::Binary => SqlType::Blob,
+        DataType::Decimal
+        | DataType::String
+        | DataType::Json
+        | DataType::Xml
+        | DataType::NaiveDate
+        | DataType::NaiveDatetime
+        | DataType::UtcDatetime
+        | DataType::NaiveTime
+        | DataType::Unspecified => SqlType::Text,
+    }
+}
+
+/// One record as an operation, names mapped.
+///
+/// # Errors
+/// An unknown record type or an invalid timestamp.
+pub(crate) fn operation(record: pb::Record, names: &mut Names) -> Result<Operation, String> {
+    let table = names.table(&record.table_name);
+    let Ok(record_type) = pb::RecordType::try_from(record.r#type) else {
+        return Err(format!(
+            "record for `{table}` has unknown type {}",
+            record.r#type
+        ));
+    };
+    if record_type == pb::RecordType::Truncate {
+        return Ok(Operation::Truncate { table });
+    }
+    let mut row = Row::new();
+    for (column, value) in record.data {
+        let column = names.column(&column);
+        let value = sql_value(value).map_err(|error| format!("`{table}`.`{column}`: {error}"))?;
+        row.insert(column, value);
+    }
+    Ok(match record_type {
+        pb::RecordType::Update => Operation::Update { table, row },
+        pb::RecordType::Delete => Operation::Delete { table, row },
+        pb::RecordType::Upsert | pb::RecordType::Truncate => Operation::Upsert { table, row },
+    })
+}
+
+/// One protobuf value as a SQLite value.
+fn sql_value(value: pb::ValueType) -> Result<SqlValue, String> {
+    use pb::value_type::Inner;
+    Ok(match value.inner {
+        None | Some(Inner::Null(_)) => SqlValue::Null,
+        Some(Inner::Bool(flag)) => SqlValue::Integer(i64::from(flag)),
+        Some(Inner::Short(number) | Inner::Int(number)) => SqlValue::Integer(i64::from(number)),
+        Some(Inner::Long(number)) => SqlValue::Integer(number),
+        Some(Inner::Float(number)) => SqlValue::Real(f64::from(number)),
+        Some(Inner::Double(number)) => SqlValue::Real(number),
+        Some(Inner::UtcDatetime(time)) => {
+            SqlValue::Text(timestamp(&time)?.to_rfc3339_opts(SecondsFormat::AutoSi, true))
+        }
+        Some(Inner::NaiveDatetime(time)) => SqlValue::Text(
+            timestamp(&time)?
+                .naive_utc()
+                .format("%Y-%m-%dT%H:%M:%S%.f")
+                .to_string(),
+        ),
+        Some(Inner::NaiveDate(time)) => SqlValue::Text(
+            timestamp(&time)?
+                .date_naive()
+                .format("%Y-%m-%d")
+                .to_string(),
+        ),
+        Some(Inner::NaiveTime(time)) => {
+            SqlValue::Text(timestamp(&time)?.time().format("%H:%M:%S%.f").to_string())
+        }
+        Some(Inner::Decimal(text) | Inner::String(text) | Inner::Json(text) | Inner::Xml(text)) => {
+            SqlValue::Text(text)
+        }
+        Some(Inner::Binary(bytes)) => SqlValue::Blob(bytes),
+    })
+}
+
+fn timestamp(time: &prost_types::Timestamp) -> Result<DateTime<Utc>, String> {
+    u32::try_from(time.nanos)
+        .ok()
+        .and_then(|nanos| DateTime::from_timestamp(time.seconds, nanos))
+        .ok_or_else(|| format!("invalid timestamp {}s {}ns", time.seconds, time.nanos))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pb::value_type::Inner;
+
+    fn value(inner: Inner) -> pb::ValueType {
+        pb::ValueType { inner: Some(inner) }
+    }
+
+    #[test]
+    fn values_map_to_sqlite_types() {
+        let stamp = prost_types::Timestamp {
+            seconds: 1_740_823_200,
+            nanos: 0,
+        };
+        let cases = [
+            (Inner::Bool(true), SqlValue::Integer(1)),
+            (Inner::Int(7), SqlValue::Integer(7)),
+            (Inner::Double(1.5), SqlValue::Real(1.5)),
+            (Inner::Null(true), SqlValue::Null),
+            (
+                Inner::UtcDatetime(stamp),
+                SqlValue::Text("2025-03-01T10:00:00Z".into()),
+            ),
+            (
+                Inner::NaiveDatetime(stamp),
+                SqlValue::Text("2025-03-01T10:00:00".into()),
+            ),
+            (Inner::NaiveDate(stamp), SqlValue::Text("2025-03-01".into())),
+            (Inner::Decimal("1.10".into()), SqlValue::Text("1.10".into())),
+            (Inner::Binary(vec![1, 2]), SqlValue::Blob(vec![1, 2])),
+        ];
+        for (inner, expected) in cases {
+            assert_eq!(sql_value(value(inner)).unwrap(), expected);
+        }
+        let invalid = prost_types::Timestamp {
+            seconds: 0,
+            nanos: -1,
+        };
+        assert!(sql_value(value(Inner::UtcDatetime(invalid))).is_err());
+    }
+
+    #[test]
+    fn records_follow_the_naming_mode() {
+        let record = pb::Record {
+            schema_name: None,
+            table_name: "ZoneTraffic".into(),
+            r#type: pb::RecordType::Update as i32,
+            data: HashMap::from([("zoneId".to_owned(), value(Inner::String("z".into())))]),
+        };
+        let fivetran = operation(record.clone(), &mut Names::new(Naming::Fivetran)).unwrap();
+        let Operation::Update { table, row } = fivetran else {
+            panic!("not an update: {fivetran:?}");
+        };
+        assert_eq!(table, "zone_traffic");
+        assert!(row.contains_key("zone_id"));
+        let source = operation(record, &mut Names::new(Naming::Source)).unwrap();
+        assert!(matches!(source, Operation::Update { table, .. } if table == "ZoneTraffic"));
+    }
+
+    #[test]
+    fn truncate_and_unknown_types() {
+        let mut names = Names::new(Naming::Fivetran);
+        let truncate = pb::Record {
+            schema_name: None,
+            table_name: "zone".into(),
+            r#type: pb::RecordType::Truncate as i32,
+            data: HashMap::new(),
+        };
+        assert_eq!(
+            operation(truncate.clone(), &mut names).unwrap(),
+            Operation::Truncate {
+                table: "zone".into()
+            }
+        );
+        let unknown = pb::Record {
+            r#type: 42,
+            ..truncate
+        };
+        assert!(operation(unknown, &mut names).is_err());
+    }
+
+    #[test]
+    fn schema_types_and_keys() {
+        let response = pb::SchemaResponse {
+            selection_not_supported: None,
+            response: Some(pb::schema_response::Response::WithoutSchema(
+                pb::TableList {
+                    tables: vec![pb::Table {
+                        name: "traffic".into(),
+                        columns: vec![
+                            pb::Column {
+                                name: "zone_id".into(),
+                                r#type: pb::DataType::String as i32,
+                                primary_key: true,
+                                params: None,
+                            },
+                            pb::Column {
+                                name: "sumins".into(),
+                                r#type: pb::DataType::Long as i32,
+                                primary_key: false,
+                                params: None,
+                            },
+                        ],
+                    }],
+                },
+            )),
+        };
+        let tables = schema_tables(&response, &mut Names::new(Naming::Fivetran)).unwrap();
+        assert_eq!(tables[0].columns[0].sql_type, SqlType::Text);
+        assert!(tables[0].columns[0].primary_key);
+        assert_eq!(tables[0].columns[1].sql_type, SqlType::Integer);
+    }
+}

@@ -1,0 +1,1097 @@
+//! The debug warehouse: a SQLite file standing in for Fivetran's destination
+//! (one table per Fivetran table, plus the system columns), the operations
+//! applied the way Fivetran applies them, and the atomic `state.json` writer.
+//! It knows nothing of protobuf: the `tester` module translates into it.
+//!
+//! SQLite has no schemas, so Fivetran's `tester` schema is not reproduced:
+//! tables carry their plain names.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    fs,
+    io::{self, Write as _},
+    path::{Path, PathBuf},
+};
+
+use chrono::{DateTime, SubsecRound as _, TimeDelta, Utc};
+use rusqlite::{
+    Connection, ToSql, params_from_iter,
+    types::{ToSqlOutput, ValueRef},
+};
+
+/// When the row was last written (UTC, microseconds, strictly increasing).
+pub const SYNCED_COLUMN: &str = "_fivetran_synced";
+/// 1 once the row was deleted or truncated at the source (soft delete).
+pub const DELETED_COLUMN: &str = "_fivetran_deleted";
+
+/// Fixed width, so text order is time order and SQL `<` compares instants.
+const SYNCED_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
+
+/// Statements are cached per column set; a handful of tables and operations
+/// need a few dozen at most.
+const STATEMENT_CACHE_CAPACITY: usize = 128;
+
+/// A cell value as SQLite stores it.
+#[derive(Clone, Debug, PartialEq)]
+pub enum SqlValue {
+    /// NULL.
+    Null,
+    /// A 64-bit integer (also booleans as 0/1).
+    Integer(i64),
+    /// A double.
+    Real(f64),
+    /// Text (also timestamps in ISO 8601, decimals, JSON).
+    Text(String),
+    /// Bytes.
+    Blob(Vec<u8>),
+}
+
+impl SqlValue {
+    /// Whether this is NULL.
+    pub fn is_null(&self) -> bool {
+        matches!(self, SqlValue::Null)
+    }
+
+    /// The column type a new column holding this value gets.
+    pub fn sql_type(&self) -> SqlType {
+        match self {
+            SqlValue::Integer(_) => SqlType::Integer,
+            SqlValue::Real(_) => SqlType::Real,
+            SqlValue::Null | SqlValue::Text(_) => SqlType::Text,
+            SqlValue::Blob(_) => SqlType::Blob,
+        }
+    }
+}
+
+impl ToSql for SqlValue {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            SqlValue::Null => ValueRef::Null,
+            SqlValue::Integer(number) => ValueRef::Integer(*number),
+            SqlValue::Real(number) => ValueRef::Real(*number),
+            SqlValue::Text(text) => ValueRef::Text(text.as_bytes()),
+            SqlValue::Blob(bytes) => ValueRef::Blob(bytes),
+        }))
+    }
+}
+
+impl From<ValueRef<'_>> for SqlValue {
+    fn from(value: ValueRef<'_>) -> Self {
+        match value {
+            ValueRef::Null => SqlValue::Null,
+            ValueRef::Integer(number) => SqlValue::Integer(number),
+            ValueRef::Real(number) => SqlValue::Real(number),
+            ValueRef::Text(text) => SqlValue::Text(String::from_utf8_lossy(text).into_owned()),
+            ValueRef::Blob(bytes) => SqlValue::Blob(bytes.to_vec()),
+        }
+    }
+}
+
+/// A declared SQLite column type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SqlType {
+    /// `INTEGER`.
+    Integer,
+    /// `REAL`.
+    Real,
+    /// `TEXT`.
+    Text,
+    /// `BLOB`.
+    Blob,
+}
+
+impl SqlType {
+    /// The type name in DDL.
+    pub fn as_sql(self) -> &'static str {
+        match self {
+            SqlType::Integer => "INTEGER",
+            SqlType::Real => "REAL",
+            SqlType::Text => "TEXT",
+            SqlType::Blob => "BLOB",
+        }
+    }
+}
+
+/// One declared column.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ColumnDef {
+    /// The column name, as it appears in the warehouse.
+    pub name: String,
+    /// Its declared type.
+    pub sql_type: SqlType,
+    /// Whether it belongs to the primary key.
+    pub primary_key: bool,
+}
+
+/// One declared table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TableDef {
+    /// The table name, as it appears in the warehouse.
+    pub name: String,
+    /// Its columns, in declaration order.
+    pub columns: Vec<ColumnDef>,
+}
+
+/// What [`Warehouse::ensure_table`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TableChange {
+    /// The table did not exist and was created.
+    Created,
+    /// The table existed; these columns were added.
+    ColumnsAdded(Vec<String>),
+    /// The table existed with every declared column.
+    Unchanged,
+}
+
+/// A row: column name to value.
+pub type Row = BTreeMap<String, SqlValue>;
+
+/// What one operation did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Applied {
+    /// Rows written or soft-deleted (0: an UPDATE or DELETE of an absent row).
+    pub rows: u64,
+    /// Columns added to the table because the record carried them.
+    pub added_columns: Vec<String>,
+}
+
+/// Why an operation failed; any of these fails the sync.
+#[derive(Debug, thiserror::Error)]
+pub enum WarehouseError {
+    /// SQLite itself failed.
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A record for a table the schema never declared.
+    #[error("table `{0}` was not declared in the schema")]
+    UnknownTable(String),
+    /// A declared table without a primary key (the operations need one).
+    #[error("table `{0}` declares no primary key column")]
+    NoPrimaryKey(String),
+    /// Fivetran fails the sync on a NULL or missing key.
+    #[error("{operation} into `{table}`: primary key column `{column}` is NULL or missing")]
+    NullPrimaryKey {
+        /// UPSERT, UPDATE or DELETE.
+        operation: &'static str,
+        /// The table.
+        table: String,
+        /// The key column.
+        column: String,
+    },
+    /// A connector may not write Fivetran's own columns.
+    #[error("table `{table}`: column `{column}` is reserved for Fivetran")]
+    ReservedColumn {
+        /// The table.
+        table: String,
+        /// The column.
+        column: String,
+    },
+}
+
+/// What the warehouse remembers about a table.
+#[derive(Clone, Debug)]
+struct TableInfo {
+    /// Data columns (system columns excluded), in table order.
+    columns: HashSet<String>,
+    /// Primary-key columns, in key order.
+    primary_key: Vec<String>,
+}
+
+/// The SQLite warehouse. Writes happen inside one open transaction that
+/// [`Warehouse::commit`] ends (at each checkpoint) and
+/// [`Warehouse::rollback`] discards; dropping the warehouse without
+/// committing discards too, as a crash would.
+#[derive(Debug)]
+pub struct Warehouse {
+    connection: Connection,
+    tables: BTreeMap<String, TableInfo>,
+    /// The last `_fivetran_synced` handed out: later ones are strictly greater.
+    last_synced: Option<DateTime<Utc>>,
+}
+
+impl Warehouse {
+    /// Opens (or creates) the warehouse file.
+    ///
+    /// # Errors
+    /// When SQLite cannot open or read it.
+    pub fn open(path: &Path) -> Result<Self, WarehouseError> {
+        Self::from_connection(Connection::open(path)?)
+    }
+
+    /// An in-memory warehouse (tests).
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn open_in_memory() -> Result<Self, WarehouseError> {
+        Self::from_connection(Connection::open_in_memory()?)
+    }
+
+    fn from_connection(connection: Connection) -> Result<Self, WarehouseError> {
+        connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+        let mut warehouse = Self {
+            connection,
+            tables: BTreeMap::new(),
+            last_synced: None,
+        };
+        warehouse.load_tables()?;
+        // Continue after the newest row of a previous run, so a TRUNCATE now
+        // is later than every row already there even if the wall clock moved back.
+        for table in warehouse.tables.keys() {
+            let newest: Option<String> = warehouse.connection.query_row(
+                &format!("SELECT MAX({}) FROM {}", quote(SYNCED_COLUMN), quote(table)),
+                [],
+                |row| row.get(0),
+            )?;
+            let newest = newest
+                .and_then(|text| DateTime::parse_from_rfc3339(&text).ok())
+                .map(|time| time.with_timezone(&Utc));
+            if newest > warehouse.last_synced {
+                warehouse.last_synced = newest;
+            }
+        }
+        Ok(warehouse)
+    }
+
+    /// Reads the tables this warehouse manages (those with both system columns).
+    fn load_tables(&mut self) -> Result<(), WarehouseError> {
+        let names: Vec<String> = self
+            .connection
+            .prepare(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
+            )?
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        self.tables.clear();
+        for name in names {
+            let mut columns = HashSet::new();
+            let mut keys = Vec::new();
+            let mut system = 0;
+            let mut statement = self
+                .connection
+                .prepare(&format!("PRAGMA table_info({})", quote(&name)))?;
+            let mut rows = statement.query([])?;
+            while let Some(row) = rows.next()? {
+                let column: String = row.get("name")?;
+                let key_position: i64 = row.get("pk")?;
+                if column == SYNCED_COLUMN || column == DELETED_COLUMN {
+                    system += 1;
+                    continue;
+                }
+                if key_position > 0 {
+                    keys.push((key_position, column.clone()));
+                }
+                columns.insert(column);
+            }
+            if system == 2 && !keys.is_empty() {
+                keys.sort();
+                let primary_key = keys.into_iter().map(|(_, column)| column).collect();
+                self.tables.insert(
+                    name,
+                    TableInfo {
+                        columns,
+                        primary_key,
+                    },
+                );
+            }
+        }
+        Ok(())
+    }
+
+    /// The managed tables, sorted by name.
+    pub fn table_names(&self) -> Vec<String> {
+        self.tables.keys().cloned().collect()
+    }
+
+    /// Whether changes are waiting for [`Warehouse::commit`].
+    pub fn has_pending_changes(&self) -> bool {
+        !self.connection.is_autocommit()
+    }
+
+    fn begin(&mut self) -> Result<(), WarehouseError> {
+        if self.connection.is_autocommit() {
+            self.connection.execute_batch("BEGIN")?;
+        }
+        Ok(())
+    }
+
+    /// Makes every change since the last commit durable, in one transaction.
+    ///
+    /// # Errors
+    /// When SQLite cannot commit (the changes are then lost).
+    pub fn commit(&mut self) -> Result<(), WarehouseError> {
+        if !self.connection.is_autocommit() {
+            self.connection.execute_batch("COMMIT")?;
+        }
+        Ok(())
+    }
+
+    /// Discards every change since the last commit, tables and columns included.
+    ///
+    /// # Errors
+    /// When SQLite fails.
+    pub fn rollback(&mut self) -> Result<(), WarehouseError> {
+        // SQLite may already have rolled back by itself after some errors.
+        if !self.connection.is_autocommit() {
+            self.connection.execute_batch("ROLLBACK")?;
+        }
+        // Columns or tables created since the last commit are gone again.
+        self.load_tables()
+    }
+
+    /// Creates the table, or adds the declared columns it lacks. Existing
+    /// columns and the primary key are left as they are.
+    ///
+    /// # Errors
+    /// A table without a primary key, a reserved column name, or SQLite failing.
+    pub fn ensure_table(&mut self, table: &TableDef) -> Result<TableChange, WarehouseError> {
+        if let Some(column) = table
+            .columns
+            .iter()
+            .find(|column| is_system_column(&column.name))
+        {
+            return Err(WarehouseError::ReservedColumn {
+                table: table.name.clone(),
+                column: column.name.clone(),
+            });
+        }
+        self.begin()?;
+        if let Some(info) = self.tables.get(&table.name) {
+            let missing: Vec<(String, SqlType)> = table
+                .columns
+                .iter()
+                .filter(|column| !info.columns.contains(&column.name))
+                .map(|column| (column.name.clone(), column.sql_type))
+                .collect();
+            if missing.is_empty() {
+                return Ok(TableChange::Unchanged);
+            }
+            let mut added = Vec::with_capacity(missing.len());
+            for (column, sql_type) in missing {
+                self.add_column(&table.name, &column, sql_type)?;
+                added.push(column);
+            }
+            return Ok(TableChange::ColumnsAdded(added));
+        }
+
+        let primary_key: Vec<String> = table
+            .columns
+            .iter()
+            .filter(|column| column.primary_key)
+            .map(|column| column.name.clone())
+            .collect();
+        if primary_key.is_empty() {
+            return Err(WarehouseError::NoPrimaryKey(table.name.clone()));
+        }
+        let mut ddl = format!("CREATE TABLE {} (", quote(&table.name));
+        for column in &table.columns {
+            ddl.push_str(&quote(&column.name));
+            ddl.push(' ');
+            ddl.push_str(column.sql_type.as_sql());
+            // SQLite lets key columns of ordinary tables hold NULL; Fivetran does not.
+            if column.primary_key {
+                ddl.push_str(" NOT NULL");
+            }
+            ddl.push_str(", ");
+        }
+        ddl.push_str(&format!(
+            "{} TEXT NOT NULL, {} INTEGER NOT NULL DEFAULT 0, PRIMARY KEY ({}))",
+            quote(SYNCED_COLUMN),
+            quote(DELETED_COLUMN),
+            quoted_list(&primary_key)
+        ));
+        self.connection.execute_batch(&ddl)?;
+        self.tables.insert(
+            table.name.clone(),
+            TableInfo {
+                columns: table
+                    .columns
+                    .iter()
+                    .map(|column| column.name.clone())
+                    .collect(),
+                primary_key,
+            },
+        );
+        Ok(TableChange::Created)
+    }
+
+    fn add_column(
+        &mut self,
+        table: &str,
+        column: &str,
+        sql_type: SqlType,
+    ) -> Result<(), WarehouseError> {
+        self.connection.execute_batch(&format!(
+            "ALTER TABLE {} ADD COLUMN {} {}",
+            quote(table),
+            quote(column),
+            sql_type.as_sql()
+        ))?;
+        if let Some(info) = self.tables.get_mut(table) {
+            info.columns.insert(column.to_owned());
+        }
+        Ok(())
+    }
+
+    /// Adds the columns of `row` the table lacks (the connector passes unknown
+    /// source fields through), typed from their values.
+    fn add_missing_columns(
+        &mut self,
+        table: &str,
+        row: &Row,
+    ) -> Result<Vec<String>, WarehouseError> {
+        let info = self.info(table)?;
+        let mut missing = Vec::new();
+        for (column, value) in row {
+            if is_system_column(column) {
+                return Err(WarehouseError::ReservedColumn {
+                    table: table.to_owned(),
+                    column: column.clone(),
+                });
+            }
+            if !info.columns.contains(column) {
+                missing.push((column.clone(), value.sql_type()));
+            }
+        }
+        let mut added = Vec::with_capacity(missing.len());
+        for (column, sql_type) in missing {
+            self.add_column(table, &column, sql_type)?;
+            added.push(column);
+        }
+        Ok(added)
+    }
+
+    fn info(&self, table: &str) -> Result<&TableInfo, WarehouseError> {
+        self.tables
+            .get(table)
+            .ok_or_else(|| WarehouseError::UnknownTable(table.to_owned()))
+    }
+
+    /// The key columns of `table`, failing on a NULL or missing one.
+    fn key_of(
+        &self,
+        operation: &'static str,
+        table: &str,
+        row: &Row,
+    ) -> Result<Vec<String>, WarehouseError> {
+        let info = self.info(table)?;
+        for column in &info.primary_key {
+            if row.get(column).is_none_or(SqlValue::is_null) {
+                return Err(WarehouseError::NullPrimaryKey {
+                    operation,
+                    table: table.to_owned(),
+                    column: column.clone(),
+                });
+            }
+        }
+        Ok(info.primary_key.clone())
+    }
+
+    /// The next `_fivetran_synced`: the wall clock, but always strictly
+    /// later than the previous one, so two operations never share a value.
+    fn next_synced(&mut self) -> SqlValue {
+        let now = Utc::now().trunc_subsecs(6);
+        let next = match self.last_synced {
+            Some(last) if now <= last => last + TimeDelta::microseconds(1),
+            _ => now,
+        };
+        self.last_synced = Some(next);
+        SqlValue::Text(next.format(SYNCED_FORMAT).to_string())
+    }
+
+    /// UPSERT: replaces the whole row with this key; columns not in `row`
+    /// become NULL and the row is live again.
+    ///
+    /// # Errors
+    /// An undeclared table, a NULL or missing key, or SQLite failing.
+    pub fn upsert(&mut self, table: &str, row: &Row) -> Result<Applied, WarehouseError> {
+        self.key_of("UPSERT", table, row)?;
+        self.begin()?;
+        let added_columns = self.add_missing_columns(table, row)?;
+        let synced = self.next_synced();
+        let mut sql = format!("INSERT OR REPLACE INTO {} (", quote(table));
+        for column in row.keys() {
+            sql.push_str(&quote(column));
+            sql.push_str(", ");
+        }
+        sql.push_str(&format!(
+            "{}, {}) VALUES (",
+            quote(SYNCED_COLUMN),
+            quote(DELETED_COLUMN)
+        ));
+        for _ in 0..=row.len() {
+            sql.push_str("?, ");
+        }
+        sql.push_str("0)");
+        let rows = self
+            .connection
+            .prepare_cached(&sql)?
+            .execute(params_from_iter(row.values().chain([&synced])))?;
+        Ok(Applied {
+            rows: rows as u64,
+            added_columns,
+        })
+    }
+
+    /// UPDATE: sets only the given columns of the row with this key; does
+    /// nothing when that row is absent.
+    ///
+    /// # Errors
+    /// An undeclared table, a NULL or missing key, or SQLite failing.
+    pub fn update(&mut self, table: &str, row: &Row) -> Result<Applied, WarehouseError> {
+        let key = self.key_of("UPDATE", table, row)?;
+        self.begin()?;
+        let added_columns = self.add_missing_columns(table, row)?;
+        let synced = self.next_synced();
+        let mut sql = format!("UPDATE {} SET ", quote(table));
+        let mut values: Vec<&SqlValue> = Vec::with_capacity(row.len() + 1);
+        for (column, value) in row.iter().filter(|(column, _)| !key.contains(column)) {
+            sql.push_str(&format!("{} = ?, ", quote(column)));
+            values.push(value);
+        }
+        sql.push_str(&format!("{} = ?", quote(SYNCED_COLUMN)));
+        values.push(&synced);
+        sql.push_str(&key_condition(&key));
+        values.extend(key.iter().filter_map(|column| row.get(column)));
+        let rows = self
+            .connection
+            .prepare_cached(&sql)?
+            .execute(params_from_iter(values))?;
+        Ok(Applied {
+            rows: rows as u64,
+            added_columns,
+        })
+    }
+
+    /// DELETE: soft-deletes the row with this key (other columns of `row`
+    /// are ignored); does nothing when it is absent.
+    ///
+    /// # Errors
+    /// An undeclared table, a NULL or missing key, or SQLite failing.
+    pub fn delete(&mut self, table: &str, row: &Row) -> Result<Applied, WarehouseError> {
+        let key = self.key_of("DELETE", table, row)?;
+        self.begin()?;
+        let synced = self.next_synced();
+        let sql = format!(
+            "UPDATE {} SET {} = 1, {} = ?{}",
+            quote(table),
+            quote(DELETED_COLUMN),
+            quote(SYNCED_COLUMN),
+            key_condition(&key)
+        );
+        let values = [&synced]
+            .into_iter()
+            .chain(key.iter().filter_map(|column| row.get(column)));
+        let rows = self
+            .connection
+            .prepare_cached(&sql)?
+            .execute(params_from_iter(values))?;
+        Ok(Applied {
+            rows: rows as u64,
+            added_columns: Vec::new(),
+        })
+    }
+
+    /// TRUNCATE: soft-deletes every live row synced before now (that is,
+    /// before this operation). Rows upserted after it stay live.
+    ///
+    /// # Errors
+    /// An undeclared table or SQLite failing.
+    pub fn truncate(&mut self, table: &str) -> Result<Applied, WarehouseError> {
+        self.info(table)?;
+        self.begin()?;
+        let synced = self.next_synced();
+        let sql = format!(
+            "UPDATE {table} SET {deleted} = 1 WHERE {synced} < ? AND {deleted} = 0",
+            table = quote(table),
+            deleted = quote(DELETED_COLUMN),
+            synced = quote(SYNCED_COLUMN),
+        );
+        let rows = self.connection.prepare_cached(&sql)?.execute([&synced])?;
+        Ok(Applied {
+            rows: rows as u64,
+            added_columns: Vec::new(),
+        })
+    }
+
+    /// Rows not soft-deleted, ordered by primary key, system columns included.
+    ///
+    /// # Errors
+    /// An unknown table or SQLite failing.
+    pub fn live_rows(&self, table: &str) -> Result<Vec<Row>, WarehouseError> {
+        self.select_rows(table, true)
+    }
+
+    /// Every row, soft-deleted ones included, ordered by primary key.
+    ///
+    /// # Errors
+    /// An unknown table or SQLite failing.
+    pub fn all_rows(&self, table: &str) -> Result<Vec<Row>, WarehouseError> {
+        self.select_rows(table, false)
+    }
+
+    fn select_rows(&self, table: &str, live_only: bool) -> Result<Vec<Row>, WarehouseError> {
+        let info = self.info(table)?;
+        let filter = if live_only {
+            format!(" WHERE {} = 0", quote(DELETED_COLUMN))
+        } else {
+            String::new()
+        };
+        let sql = format!(
+            "SELECT * FROM {}{filter} ORDER BY {}",
+            quote(table),
+            quoted_list(&info.primary_key)
+        );
+        let mut statement = self.connection.prepare(&sql)?;
+        let names: Vec<String> = statement.column_names().map(str::to_owned).collect();
+        let mut rows = statement.query([])?;
+        let mut result = Vec::new();
+        while let Some(row) = rows.next()? {
+            let mut map = Row::new();
+            for (index, name) in names.iter().enumerate() {
+                map.insert(name.clone(), SqlValue::from(row.get_ref(index)?));
+            }
+            result.push(map);
+        }
+        Ok(result)
+    }
+
+    /// How many rows of `table` are not soft-deleted.
+    ///
+    /// # Errors
+    /// An unknown table or SQLite failing.
+    pub fn live_row_count(&self, table: &str) -> Result<u64, WarehouseError> {
+        self.info(table)?;
+        let count: i64 = self.connection.query_row(
+            &format!(
+                "SELECT COUNT(*) FROM {} WHERE {} = 0",
+                quote(table),
+                quote(DELETED_COLUMN)
+            ),
+            [],
+            |row| row.get(0),
+        )?;
+        Ok(count.max(0) as u64)
+    }
+}
+
+fn is_system_column(name: &str) -> bool {
+    name == SYNCED_COLUMN || name == DELETED_COLUMN
+}
+
+/// An SQL identifier, quoted so any name (keywords, parentheses) is safe.
+fn quote(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+fn quoted_list(columns: &[String]) -> String {
+    columns
+        .iter()
+        .map(|column| quote(column))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// ` WHERE "k1" = ? AND "k2" = ?`.
+fn key_condition(key: &[String]) -> String {
+    let conditions: Vec<String> = key
+        .iter()
+        .map(|column| format!("{} = ?", quote(column)))
+        .collect();
+    format!(" WHERE {}", conditions.join(" AND "))
+}
+
+/// Reads a state file; `None` when it does not exist or is blank (a fresh start).
+///
+/// # Errors
+/// When the file exists but cannot be read.
+pub fn read_state(path: &Path) -> io::Result<Option<String>> {
+    match fs::read_to_string(path) {
+        Ok(text) if text.trim().is_empty() => Ok(None),
+        Ok(text) => Ok(Some(text)),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// Replaces the state file atomically: the new text goes to a temporary file
+/// in the same folder (same file system, so the rename is atomic), is flushed
+/// to disk, then renamed over the old one. A crash leaves the old or the new
+/// state, never a mix.
+///
+/// # Errors
+/// When the temporary file cannot be written or renamed.
+pub fn write_state_atomically(path: &Path, state_json: &str) -> io::Result<()> {
+    let temporary = temporary_path(path);
+    let written = (|| {
+        let mut file = fs::File::create(&temporary)?;
+        file.write_all(state_json.as_bytes())?;
+        file.sync_all()?;
+        fs::rename(&temporary, path)
+    })();
+    if written.is_err() {
+        // Best effort: do not leave a half-written temporary file behind.
+        let _ = fs::remove_file(&temporary);
+    }
+    written
+}
+
+/// `dir/.state.json.tmp` for `dir/state.json`.
+fn temporary_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "state.json".to_owned());
+    path.with_file_name(format!(".{name}.tmp"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(value: &str) -> SqlValue {
+        SqlValue::Text(value.to_owned())
+    }
+
+    fn row(values: &[(&str, SqlValue)]) -> Row {
+        values
+            .iter()
+            .map(|(name, value)| ((*name).to_owned(), value.clone()))
+            .collect()
+    }
+
+    fn zone_table() -> TableDef {
+        let column = |name: &str, sql_type, primary_key| ColumnDef {
+            name: name.to_owned(),
+            sql_type,
+            primary_key,
+        };
+        TableDef {
+            name: "zone".to_owned(),
+            columns: vec![
+                column("zone_id", SqlType::Text, true),
+                column("name", SqlType::Text, false),
+                column("capacity", SqlType::Integer, false),
+            ],
+        }
+    }
+
+    fn warehouse() -> Warehouse {
+        let mut warehouse = Warehouse::open_in_memory().unwrap();
+        assert_eq!(
+            warehouse.ensure_table(&zone_table()).unwrap(),
+            TableChange::Created
+        );
+        warehouse.commit().unwrap();
+        warehouse
+    }
+
+    fn deleted(row: &Row) -> bool {
+        row[DELETED_COLUMN] == SqlValue::Integer(1)
+    }
+
+    #[test]
+    fn upsert_replaces_the_whole_row() {
+        let mut warehouse = warehouse();
+        let first = row(&[
+            ("zone_id", text("z1")),
+            ("name", text("Door")),
+            ("capacity", SqlValue::Integer(10)),
+        ]);
+        warehouse.upsert("zone", &first).unwrap();
+        warehouse
+            .upsert(
+                "zone",
+                &row(&[("zone_id", text("z1")), ("name", text("Gate"))]),
+            )
+            .unwrap();
+        let rows = warehouse.live_rows("zone").unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0]["name"], text("Gate"));
+        assert_eq!(
+            rows[0]["capacity"],
+            SqlValue::Null,
+            "missing column is NULL"
+        );
+        assert!(!deleted(&rows[0]));
+    }
+
+    #[test]
+    fn upsert_revives_a_deleted_row() {
+        let mut warehouse = warehouse();
+        let key = row(&[("zone_id", text("z1"))]);
+        warehouse.upsert("zone", &key).unwrap();
+        warehouse.delete("zone", &key).unwrap();
+        assert_eq!(warehouse.live_row_count("zone").unwrap(), 0);
+        warehouse.upsert("zone", &key).unwrap();
+        assert_eq!(warehouse.live_row_count("zone").unwrap(), 1);
+    }
+
+    #[test]
+    fn update_sets_only_given_columns_and_ignores_absent_rows() {
+        let mut warehouse = warehouse();
+        warehouse
+            .upsert(
+                "zone",
+                &row(&[
+                    ("zone_id", text("z1")),
+                    ("name", text("Door")),
+                    ("capacity", SqlValue::Integer(10)),
+                ]),
+            )
+            .unwrap();
+        let before = warehouse.live_rows("zone").unwrap()[0][SYNCED_COLUMN].clone();
+        let applied = warehouse
+            .update(
+                "zone",
+                &row(&[("zone_id", text("z1")), ("capacity", SqlValue::Integer(12))]),
+            )
+            .unwrap();
+        assert_eq!(applied.rows, 1);
+        let rows = warehouse.live_rows("zone").unwrap();
+        assert_eq!(rows[0]["name"], text("Door"), "untouched column kept");
+        assert_eq!(rows[0]["capacity"], SqlValue::Integer(12));
+        assert_ne!(rows[0][SYNCED_COLUMN], before);
+
+        let absent = warehouse
+            .update(
+                "zone",
+                &row(&[("zone_id", text("z9")), ("name", text("X"))]),
+            )
+            .unwrap();
+        assert_eq!(absent.rows, 0);
+        assert_eq!(warehouse.all_rows("zone").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn delete_is_soft() {
+        let mut warehouse = warehouse();
+        warehouse
+            .upsert(
+                "zone",
+                &row(&[("zone_id", text("z1")), ("name", text("Door"))]),
+            )
+            .unwrap();
+        let before = warehouse.all_rows("zone").unwrap()[0][SYNCED_COLUMN].clone();
+        let applied = warehouse
+            .delete("zone", &row(&[("zone_id", text("z1"))]))
+            .unwrap();
+        assert_eq!(applied.rows, 1);
+        assert!(warehouse.live_rows("zone").unwrap().is_empty());
+        let all = warehouse.all_rows("zone").unwrap();
+        assert_eq!(all.len(), 1);
+        assert!(deleted(&all[0]));
+        assert_eq!(all[0]["name"], text("Door"), "data kept");
+        assert_ne!(all[0][SYNCED_COLUMN], before, "synced moves on delete");
+    }
+
+    #[test]
+    fn truncate_soft_deletes_only_earlier_rows() {
+        let mut warehouse = warehouse();
+        warehouse
+            .upsert("zone", &row(&[("zone_id", text("old"))]))
+            .unwrap();
+        let truncated = warehouse.truncate("zone").unwrap();
+        assert_eq!(truncated.rows, 1);
+        warehouse
+            .upsert("zone", &row(&[("zone_id", text("new"))]))
+            .unwrap();
+        let live: Vec<SqlValue> = warehouse
+            .live_rows("zone")
+            .unwrap()
+            .into_iter()
+            .map(|row| row["zone_id"].clone())
+            .collect();
+        assert_eq!(live, vec![text("new")]);
+        assert_eq!(warehouse.all_rows("zone").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn synced_is_strictly_increasing() {
+        let mut warehouse = warehouse();
+        for index in 0..50 {
+            warehouse
+                .upsert("zone", &row(&[("zone_id", text(&format!("z{index:02}")))]))
+                .unwrap();
+        }
+        let stamps: Vec<String> = warehouse
+            .live_rows("zone")
+            .unwrap()
+            .into_iter()
+            .map(|row| match &row[SYNCED_COLUMN] {
+                SqlValue::Text(stamp) => stamp.clone(),
+                other => panic!("not text: {other:?}"),
+            })
+            .collect();
+        assert!(stamps.windows(2).all(|pair| pair[0] < pair[1]));
+        assert_eq!(stamps[0].len(), "2025-03-01T10:00:00.000000Z".len());
+    }
+
+    #[test]
+    fn null_or_missing_key_fails() {
+        let mut warehouse = warehouse();
+        let null_key = warehouse.upsert(
+            "zone",
+            &row(&[("zone_id", SqlValue::Null), ("name", text("x"))]),
+        );
+        assert!(matches!(
+            null_key,
+            Err(WarehouseError::NullPrimaryKey { .. })
+        ));
+        let missing_key = warehouse.update("zone", &row(&[("name", text("x"))]));
+        assert!(matches!(
+            missing_key,
+            Err(WarehouseError::NullPrimaryKey { .. })
+        ));
+        assert!(matches!(
+            warehouse.upsert("nowhere", &row(&[("zone_id", text("z"))])),
+            Err(WarehouseError::UnknownTable(_))
+        ));
+    }
+
+    #[test]
+    fn rollback_drops_uncommitted_rows_and_columns() {
+        let mut warehouse = warehouse();
+        warehouse
+            .upsert("zone", &row(&[("zone_id", text("kept"))]))
+            .unwrap();
+        warehouse.commit().unwrap();
+        assert!(!warehouse.has_pending_changes());
+        warehouse
+            .upsert(
+                "zone",
+                &row(&[("zone_id", text("dropped")), ("extra", SqlValue::Real(1.5))]),
+            )
+            .unwrap();
+        assert!(warehouse.has_pending_changes());
+        warehouse.rollback().unwrap();
+        let rows = warehouse.live_rows("zone").unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0]["zone_id"], text("kept"));
+        assert!(!rows[0].contains_key("extra"), "added column rolled back");
+        // The column can be added again after the rollback.
+        let applied = warehouse
+            .upsert(
+                "zone",
+                &row(&[("zone_id", text("z")), ("extra", SqlValue::Real(2.0))]),
+            )
+            .unwrap();
+        assert_eq!(applied.added_columns, vec!["extra".to_owned()]);
+    }
+
+    #[test]
+    fn dropping_without_commit_discards_like_a_crash() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("warehouse.db");
+        {
+            let mut warehouse = Warehouse::open(&path).unwrap();
+            warehouse.ensure_table(&zone_table()).unwrap();
+            warehouse
+                .upsert("zone", &row(&[("zone_id", text("kept"))]))
+                .unwrap();
+            warehouse.commit().unwrap();
+            warehouse
+                .upsert("zone", &row(&[("zone_id", text("lost"))]))
+                .unwrap();
+        }
+        let reopened = Warehouse::open(&path).unwrap();
+        let rows = reopened.live_rows("zone").unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0]["zone_id"], text("kept"));
+    }
+
+    #[test]
+    fn unknown_columns_are_added_with_the_value_type() {
+        let mut warehouse = warehouse();
+        let applied = warehouse
+            .upsert(
+                "zone",
+                &row(&[
+                    ("zone_id", text("z1")),
+                    ("floor", SqlValue::Integer(3)),
+                    ("note(x)", text("quoted name")),
+                ]),
+            )
+            .unwrap();
+        assert_eq!(applied.added_columns, vec!["floor", "note(x)"]);
+        let rows = warehouse.live_rows("zone").unwrap();
+        assert_eq!(rows[0]["floor"], SqlValue::Integer(3));
+        assert_eq!(rows[0]["note(x)"], text("quoted name"));
+        assert_eq!(
+            warehouse.ensure_table(&zone_table()).unwrap(),
+            TableChange::Unchanged
+        );
+        let mut wider = zone_table();
+        wider.columns.push(ColumnDef {
+            name: "area".to_owned(),
+            sql_type: SqlType::Real,
+            primary_key: false,
+        });
+        assert_eq!(
+            warehouse.ensure_table(&wider).unwrap(),
+            TableChange::ColumnsAdded(vec!["area".to_owned()])
+        );
+    }
+
+    #[test]
+    fn reserved_columns_are_refused() {
+        let mut warehouse = warehouse();
+        let result = warehouse.upsert(
+            "zone",
+            &row(&[
+                ("zone_id", text("z")),
+                (DELETED_COLUMN, SqlValue::Integer(1)),
+            ]),
+        );
+        assert!(matches!(result, Err(WarehouseError::ReservedColumn { .. })));
+    }
+
+    #[test]
+    fn reopening_keeps_tables_and_later_synced_values() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("warehouse.db");
+        let mut warehouse = Warehouse::open(&path).unwrap();
+        warehouse.ensure_table(&zone_table()).unwrap();
+        warehouse
+            .upsert("zone", &row(&[("zone_id", text("a"))]))
+            .unwrap();
+        warehouse.commit().unwrap();
+        let newest = warehouse.last_synced;
+        drop(warehouse);
+        let mut reopened = Warehouse::open(&path).unwrap();
+        assert_eq!(reopened.table_names(), vec!["zone".to_owned()]);
+        assert_eq!(reopened.last_synced, newest);
+        assert_eq!(
+            reopened.ensure_table(&zone_table()).unwrap(),
+            TableChange::Unchanged
+        );
+        assert_eq!(reopened.truncate("zone").unwrap().rows, 1);
+    }
+
+    #[test]
+    fn state_is_written_atomically() {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("state.json");
+        assert_eq!(read_state(&path).unwrap(), None);
+        write_state_atomically(&path, r#"{"version":1}"#).unwrap();
+        write_state_atomically(&path, r#"{"version":2}"#).unwrap();
+        assert_eq!(
+            read_state(&path).unwrap().as_deref(),
+            Some(r#"{"version":2}"#)
+        );
+        let names: Vec<_> = fs::read_dir(folder.path())
+            .unwrap()
+            .map(|entry| entry.unwrap().file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("state.json")]);
+
+        // A failed write (the target is a directory) leaves the old state intact.
+        let blocked = folder.path().join("blocked");
+        fs::create_dir(&blocked).unwrap();
+        fs::write(blocked.join("keep"), "x").unwrap();
+        assert!(write_state_atomically(&blocked, "{}").is_err());
+        assert!(!folder.path().join(".blocked.tmp").exists());
+        assert_eq!(
+            read_state(&path).unwrap().as_deref(),
+            Some(r#"{"version":2}"#)
+        );
+    }
+}
