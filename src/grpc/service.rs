@@ -2,11 +2,17 @@
 //! request into domain types first, then calls the domain code; Update spawns
 //! the sync and streams its events through a bounded channel.
 
-use std::{pin::Pin, sync::Arc};
+use std::{
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+};
 
 use chrono::{Days, NaiveDate};
 use futures_util::{Stream, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 use tracing::{Instrument, info, info_span, warn};
@@ -36,6 +42,33 @@ pub struct ConnectorService {
     clock: Arc<dyn Clock>,
     /// Access tokens shared across RPCs with the same credentials.
     tokens: Arc<TokenCache>,
+    /// Syncs still running, so callers (tests, shutdown) can wait for them.
+    running_syncs: Arc<RunningSyncs>,
+}
+
+/// Counts running sync tasks and wakes waiters when none is left.
+#[derive(Debug, Default)]
+struct RunningSyncs {
+    count: AtomicUsize,
+    idle: Notify,
+}
+
+/// Decrements the running count when a sync task ends, however it ends.
+struct RunningSyncGuard(Arc<RunningSyncs>);
+
+impl RunningSyncGuard {
+    fn new(running: &Arc<RunningSyncs>) -> Self {
+        running.count.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(running))
+    }
+}
+
+impl Drop for RunningSyncGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
 }
 
 impl Default for ConnectorService {
@@ -53,6 +86,27 @@ impl ConnectorService {
         Self {
             clock,
             tokens: Arc::new(TokenCache::default()),
+            running_syncs: Arc::default(),
+        }
+    }
+
+    /// Number of Update syncs still running (a sync keeps running briefly
+    /// after its client goes away, until it notices).
+    pub fn running_syncs(&self) -> usize {
+        self.running_syncs.count.load(Ordering::SeqCst)
+    }
+
+    /// Waits until no sync is running.
+    pub async fn wait_for_idle(&self) {
+        loop {
+            let idle = self.running_syncs.idle.notified();
+            tokio::pin!(idle);
+            // Register before checking, so a wake-up between the two is not lost.
+            idle.as_mut().enable();
+            if self.running_syncs() == 0 {
+                return;
+            }
+            idle.await;
         }
     }
 
@@ -159,8 +213,10 @@ impl SourceConnector for ConnectorService {
 
         let (events, receiver) = mpsc::channel(UPDATE_CHANNEL_CAPACITY);
         let span = info_span!("update");
+        let guard = RunningSyncGuard::new(&self.running_syncs);
         tokio::spawn(
             async move {
+                let _guard = guard;
                 info!("Sync started.");
                 let failure = events.clone();
                 match sync::run(sync_request, api, events).await {

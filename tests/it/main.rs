@@ -7,6 +7,10 @@
 
 mod support;
 
+/// Per-table cursors, late counts, removed entities, re-syncs, DST.
+mod data_over_time;
+/// Faults, bad data, crash injection, convergence, load, disconnects.
+mod reliability;
 /// Health and reflection services next to the connector.
 mod serving;
 /// ConfigurationForm, Test and Schema RPCs.

@@ -2,13 +2,13 @@
 //! collect Update streams, and compute the data the simulator serves.
 
 use std::{
-    collections::{BTreeMap, HashMap},
-    sync::Arc,
+    collections::{BTreeMap, BTreeSet, HashMap},
+    sync::{Arc, Mutex, OnceLock},
 };
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 use fivetran_source::{
-    clock::FixedClock,
+    clock::{Clock, FixedClock},
     grpc::{
         pb::{self, source_connector_client::SourceConnectorClient, value_type::Inner},
         server::serve,
@@ -49,15 +49,42 @@ pub async fn spawn_simulator() -> SimulatorHandle {
 pub struct Connector {
     pub client: SourceConnectorClient<Channel>,
     pub channel: Channel,
+    /// The server's service, to wait for syncs that outlive their stream.
+    pub service: ConnectorService,
     _shutdown: oneshot::Sender<()>,
 }
 
 pub async fn spawn_connector() -> Connector {
+    spawn_connector_with_clock(Arc::new(FixedClock(now()))).await
+}
+
+/// A clock a test moves by hand, shared with the simulator's.
+#[derive(Debug)]
+pub struct TestClock(Mutex<DateTime<Utc>>);
+
+impl TestClock {
+    pub fn new(now: DateTime<Utc>) -> Arc<Self> {
+        Arc::new(Self(Mutex::new(now)))
+    }
+
+    pub fn set(&self, now: DateTime<Utc>) {
+        *self.0.lock().unwrap() = now;
+    }
+}
+
+impl Clock for TestClock {
+    fn now(&self) -> DateTime<Utc> {
+        *self.0.lock().unwrap()
+    }
+}
+
+pub async fn spawn_connector_with_clock(clock: Arc<dyn Clock>) -> Connector {
+    capture_logs();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
-    let service = ConnectorService::new(Arc::new(FixedClock(now())));
+    let service = ConnectorService::new(clock);
     let (shutdown, stopped) = oneshot::channel::<()>();
-    tokio::spawn(serve(listener, service, async move {
+    tokio::spawn(serve(listener, service.clone(), async move {
         let _ = stopped.await;
     }));
     // The listener is bound already: connecting needs no waiting.
@@ -71,6 +98,7 @@ pub async fn spawn_connector() -> Connector {
     Connector {
         client,
         channel,
+        service,
         _shutdown: shutdown,
     }
 }
@@ -166,6 +194,10 @@ pub async fn update(
     selection: Option<pb::Selection>,
 ) -> UpdateRun {
     let mut client = connector.client.clone();
+    let request_secret = configuration
+        .get("client_secret")
+        .cloned()
+        .unwrap_or_default();
     let request = pb::UpdateRequest {
         configuration,
         selection,
@@ -182,7 +214,7 @@ pub async fn update(
             return run;
         }
     };
-    loop {
+    let run = loop {
         match stream.message().await {
             Ok(Some(response)) => {
                 use pb::update_response::Operation;
@@ -196,12 +228,61 @@ pub async fn update(
                 };
                 run.events.push(event);
             }
-            Ok(None) => return run,
+            Ok(None) => break run,
             Err(status) => {
                 run.status = Some(status);
-                return run;
+                break run;
             }
         }
+    };
+    assert_no_secrets(&format!("{run:?}"), &request_secret);
+    assert_no_secrets(&captured_logs(), &request_secret);
+    run
+}
+
+/// Everything the connector logged so far in this test binary.
+pub fn captured_logs() -> String {
+    let buffer = capture_logs();
+    let bytes = buffer.lock().unwrap().clone();
+    String::from_utf8(bytes).unwrap()
+}
+
+/// Installs the connector's Fivetran JSON logging into a buffer, once.
+fn capture_logs() -> Arc<Mutex<Vec<u8>>> {
+    static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let buffer = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&buffer);
+        fivetran_source::telemetry::init(move || LogSink(Arc::clone(&sink)), tracing::Level::INFO);
+        buffer
+    })
+    .clone()
+}
+
+struct LogSink(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The secret canary: neither the client secret nor anything shaped like a
+/// SenSource token (a run of 32 or more hex digits) may appear in `text`.
+#[track_caller]
+pub fn assert_no_secrets(text: &str, client_secret: &str) {
+    if !client_secret.is_empty() {
+        assert!(!text.contains(client_secret), "the client secret leaked");
+    }
+    let mut run = 0;
+    for c in text.chars() {
+        run = if c.is_ascii_hexdigit() { run + 1 } else { 0 };
+        assert!(run < 32, "something token-shaped leaked");
     }
 }
 
@@ -336,4 +417,135 @@ pub fn expected_occupancy(
 
 pub fn day(text: &str) -> NaiveDate {
     text.parse().unwrap()
+}
+
+/// A destination that applies an Update stream the way Fivetran does: an
+/// oracle independent of the debug warehouse. Rows are keyed by table and
+/// primary-key values; TRUNCATE soft-deletes rows synced before it.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Destination {
+    tables: BTreeMap<String, BTreeMap<Vec<String>, DestinationRow>>,
+    clock: u64,
+}
+
+/// One row at the destination.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DestinationRow {
+    pub data: BTreeMap<String, Cell>,
+    pub deleted: bool,
+    synced: u64,
+}
+
+impl Destination {
+    /// Applies the events Fivetran keeps: everything up to the last checkpoint.
+    pub fn apply_committed(&mut self, run: &UpdateRun) {
+        let committed = run
+            .events
+            .iter()
+            .rposition(|event| matches!(event, Event::Checkpoint(_)))
+            .map_or(0, |index| index + 1);
+        for event in &run.events[..committed] {
+            if let Event::Records(records) = event {
+                for record in records {
+                    self.apply(record);
+                }
+            }
+        }
+    }
+
+    pub fn apply(&mut self, record: &pb::Record) {
+        self.clock += 1;
+        let table = self.tables.entry(record.table_name.clone()).or_default();
+        if record.r#type == pb::RecordType::Truncate as i32 {
+            let clock = self.clock;
+            for row in table.values_mut() {
+                if row.synced < clock {
+                    row.deleted = true;
+                }
+            }
+            return;
+        }
+        assert_eq!(
+            record.r#type,
+            pb::RecordType::Upsert as i32,
+            "only upserts and truncates are sent"
+        );
+        let key = primary_key(record);
+        let data = record
+            .data
+            .iter()
+            .map(|(name, value)| (name.clone(), cell(value)))
+            .collect();
+        table.insert(
+            key,
+            DestinationRow {
+                data,
+                deleted: false,
+                synced: self.clock,
+            },
+        );
+    }
+
+    /// Live rows of a table: key → data.
+    pub fn live(&self, table: &str) -> BTreeMap<Vec<String>, BTreeMap<String, Cell>> {
+        self.tables
+            .get(table)
+            .map(|rows| {
+                rows.iter()
+                    .filter(|(_, row)| !row.deleted)
+                    .map(|(key, row)| (key.clone(), row.data.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Keys of soft-deleted rows of a table.
+    pub fn deleted(&self, table: &str) -> BTreeSet<Vec<String>> {
+        self.tables
+            .get(table)
+            .map(|rows| {
+                rows.iter()
+                    .filter(|(_, row)| row.deleted)
+                    .map(|(key, _)| key.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// All live rows of all tables, for comparing two destinations.
+    pub fn snapshot(&self) -> BTreeMap<String, BTreeMap<Vec<String>, BTreeMap<String, Cell>>> {
+        self.tables
+            .keys()
+            .map(|table| (table.clone(), self.live(table)))
+            .collect()
+    }
+}
+
+fn primary_key(record: &pb::Record) -> Vec<String> {
+    let columns: &[&str] = match record.table_name.as_str() {
+        "traffic" => &["zone_id", "record_date_hour_1"],
+        "occupancy" => &["space_id", "record_date_hour_1"],
+        "location" => &["location_id"],
+        "site" => &["site_id"],
+        "zone" => &["zone_id"],
+        "space" => &["space_id"],
+        "sensor" => &["sensor_id"],
+        other => panic!("unknown table {other}"),
+    };
+    columns
+        .iter()
+        .map(|column| {
+            match cell(
+                record
+                    .data
+                    .get(*column)
+                    .unwrap_or_else(|| panic!("{column} missing")),
+            ) {
+                Cell::Null => panic!("null primary key {column}"),
+                Cell::Text(text) => text,
+                Cell::Time(time) => time.to_rfc3339(),
+                other => format!("{other:?}"),
+            }
+        })
+        .collect()
 }

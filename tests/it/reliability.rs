@@ -1,0 +1,417 @@
+//! Faults, bad data and hostile conditions: the HTTP failure matrix with
+//! request counts, crash injection, convergence under random failures, load,
+//! and clients that go away.
+
+use std::collections::{BTreeSet, HashMap};
+
+use fivetran_source::{
+    grpc::pb,
+    simulator::{self, Faults, SimulatorOptions},
+};
+use tokio_stream::StreamExt;
+use tonic::Code;
+
+use crate::support::{
+    Destination, Event, configuration, expected_traffic, simulator_options, spawn_connector,
+    spawn_simulator, start, traffic_rows, update,
+};
+
+/// Requests the simulator saw for one path prefix, with their statuses.
+fn statuses(sim: &simulator::SimulatorHandle, prefix: &str) -> Vec<u16> {
+    sim.stats
+        .requests_log()
+        .into_iter()
+        .filter(|entry| entry.path.starts_with(prefix))
+        .map(|entry| entry.status)
+        .collect()
+}
+
+/// A 400 is not retried: one request, then a status naming endpoint and window.
+#[tokio::test]
+async fn bad_request_is_not_retried() {
+    let sim = spawn_simulator().await;
+    sim.set_faults(Faults {
+        max_range_days: Some(5),
+        ..Faults::default()
+    });
+    let connector = spawn_connector().await;
+    let mut config = configuration(&sim);
+    config.insert("static_endpoints".into(), "zone".into());
+    config.insert("max_in_flight_requests".into(), "1".into());
+    let run = update(&connector, config, None, None).await;
+    let status = run.status.unwrap();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(
+        status
+            .message()
+            .contains("/api/data/traffic for 2025-01-01..2025-01-31"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        status.message().contains("HTTP 400"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(statuses(&sim, "/api/data/"), [400]);
+}
+
+/// A 404 (wrong API root) is not retried either.
+#[tokio::test]
+async fn not_found_is_not_retried() {
+    let sim = spawn_simulator().await;
+    let connector = spawn_connector().await;
+    let mut config = configuration(&sim);
+    config.insert(
+        "api_base_url".into(),
+        format!("{}/wrong-root", sim.base_url),
+    );
+    config.insert("static_endpoints".into(), "zone".into());
+    config.insert("max_in_flight_requests".into(), "1".into());
+    let run = update(&connector, config, None, None).await;
+    let status = run.status.unwrap();
+    assert_eq!(status.code(), Code::FailedPrecondition);
+    assert!(
+        status.message().contains("HTTP 404"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(sim.stats.api_requests(), 1);
+}
+
+/// 5xx answers are retried within the attempt budget, then reported.
+#[tokio::test]
+async fn server_errors_are_retried_up_to_the_attempt_budget() {
+    let sim = spawn_simulator().await;
+    sim.set_faults(Faults {
+        fail_next_requests: 10,
+        ..Faults::default()
+    });
+    let connector = spawn_connector().await;
+    let mut config = configuration(&sim);
+    config.insert("max_attempts".into(), "4".into());
+    config.insert("static_endpoints".into(), "zone".into());
+    config.insert("max_in_flight_requests".into(), "1".into());
+    let run = update(&connector, config, None, None).await;
+    let status = run.status.unwrap();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(
+        status.message().contains("/api/zone failed 4 time(s)"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        status.message().contains("HTTP 503"),
+        "{}",
+        status.message()
+    );
+    assert_eq!(statuses(&sim, "/api/zone"), [503, 503, 503, 503]);
+}
+
+/// An expired or refused token is refreshed exactly once per request; if the
+/// fresh token is refused too, the user gets one Task.
+#[tokio::test]
+async fn refused_token_is_refreshed_once_then_a_task() {
+    let sim = simulator::spawn(SimulatorOptions {
+        token_lifetime_secs: 0,
+        ..simulator_options()
+    })
+    .await
+    .unwrap();
+    let connector = spawn_connector().await;
+    let mut config = configuration(&sim);
+    config.insert("max_in_flight_requests".into(), "1".into());
+    let run = update(&connector, config, None, None).await;
+    assert!(run.status.is_none(), "{:?}", run.status);
+    let [Event::Task(message)] = run.events.as_slice() else {
+        panic!("expected one task, got {:?}", run.events);
+    };
+    assert!(message.contains("HTTP 401 twice"), "{message}");
+    assert_eq!(sim.stats.token_mints(), 2, "exactly one refresh");
+    assert_eq!(sim.stats.api_requests(), 2);
+}
+
+/// Truncated JSON is a clear error naming endpoint and window, never the payload.
+#[tokio::test]
+async fn truncated_body_is_a_clear_error() {
+    let sim = spawn_simulator().await;
+    sim.set_faults(Faults {
+        malformed_body_rate: 1.0,
+        ..Faults::default()
+    });
+    let connector = spawn_connector().await;
+    let mut config = configuration(&sim);
+    config.insert("static_endpoints".into(), "zone".into());
+    let run = update(&connector, config, None, None).await;
+    let status = run.status.unwrap();
+    assert_eq!(status.code(), Code::DataLoss);
+    assert!(
+        status
+            .message()
+            .contains("/api/data/traffic for 2025-01-01..2025-01-31: the body is truncated JSON"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        !status.message().contains("recordDate"),
+        "no payload in messages"
+    );
+}
+
+/// A client that disconnects mid-stream stops the sync and its fetching.
+#[tokio::test]
+async fn disconnecting_client_stops_fetching() {
+    let sim = spawn_simulator().await;
+    let connector = spawn_connector().await;
+    let mut config = configuration(&sim);
+    config.insert("chunk_days".into(), "1".into());
+    config.insert("max_in_flight_requests".into(), "2".into());
+    let mut client = connector.client.clone();
+    let mut stream = client
+        .update(pb::UpdateRequest {
+            configuration: config,
+            selection: None,
+            state_json: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    // Read until the second checkpoint (the first traffic chunk), then hang up.
+    let mut checkpoints = 0;
+    while checkpoints < 2 {
+        let response = stream.message().await.unwrap().unwrap();
+        if matches!(
+            response.operation,
+            Some(pb::update_response::Operation::Checkpoint(_))
+        ) {
+            checkpoints += 1;
+        }
+    }
+    drop(stream);
+    connector.service.wait_for_idle().await;
+    let after_stop = sim.stats.data_requests();
+    // 74 days of two tables at one day per request would be 148 requests.
+    assert!(after_stop < 20, "{after_stop} data requests");
+    assert_eq!(connector.service.running_syncs(), 0);
+    assert_eq!(
+        sim.stats.data_requests(),
+        after_stop,
+        "no request after the sync stopped"
+    );
+}
+
+/// Cutting the stream after record k, for many k before, at and after
+/// checkpoints, then resuming from the last checkpoint received, gives the
+/// same destination as a clean sync.
+#[tokio::test]
+async fn crash_after_any_record_then_resume_equals_a_clean_sync() {
+    let sim = spawn_simulator().await;
+    let connector = spawn_connector().await;
+    let mut config = configuration(&sim);
+    config.insert("chunk_days".into(), "20".into());
+    let clean = update(&connector, config.clone(), None, None).await;
+    let mut clean_destination = Destination::default();
+    clean_destination.apply_committed(&clean);
+
+    // Positions (in records) of every checkpoint, and cut points around them.
+    let mut position = 0;
+    let mut cuts = BTreeSet::from([0, 1]);
+    for event in &clean.events {
+        match event {
+            Event::Records(batch) => position += batch.len(),
+            Event::Checkpoint(_) => {
+                cuts.extend([position.saturating_sub(1), position, position + 1]);
+            }
+            _ => {}
+        }
+    }
+    cuts.extend((0..position).step_by(997));
+    assert!(cuts.len() > 30);
+
+    for cut in cuts {
+        let (received, last_state) = receive_until(&connector, &config, cut).await;
+        let mut destination = Destination::default();
+        destination.apply_committed(&received);
+        let resumed = update(&connector, config.clone(), last_state.as_deref(), None).await;
+        assert!(resumed.status.is_none(), "cut {cut}: {:?}", resumed.status);
+        destination.apply_committed(&resumed);
+        assert_eq!(
+            destination.snapshot(),
+            clean_destination.snapshot(),
+            "cut after record {cut}"
+        );
+    }
+}
+
+/// Receives an Update stream and hangs up after `records` records.
+async fn receive_until(
+    connector: &crate::support::Connector,
+    config: &HashMap<String, String>,
+    records: usize,
+) -> (crate::support::UpdateRun, Option<String>) {
+    let mut client = connector.client.clone();
+    let mut stream = client
+        .update(pb::UpdateRequest {
+            configuration: config.clone(),
+            selection: None,
+            state_json: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut run = crate::support::UpdateRun {
+        events: Vec::new(),
+        status: None,
+    };
+    let mut seen = 0;
+    let mut last_state = None;
+    while seen < records || records == 0 {
+        let Some(Ok(response)) = stream.next().await else {
+            break;
+        };
+        match response.operation.unwrap() {
+            pb::update_response::Operation::Records(batch) => {
+                // A cut inside a batch: Fivetran received none of it.
+                if seen + batch.records.len() > records {
+                    break;
+                }
+                seen += batch.records.len();
+                run.events.push(Event::Records(batch.records));
+            }
+            pb::update_response::Operation::Checkpoint(checkpoint) => {
+                last_state = Some(checkpoint.state_json.clone());
+                run.events.push(Event::Checkpoint(checkpoint.state_json));
+            }
+            _ => {}
+        }
+        if records == 0 {
+            break;
+        }
+    }
+    drop(stream);
+    connector.service.wait_for_idle().await;
+    (run, last_state)
+}
+
+/// With 30% of API requests failing (seeded) and no retries, syncing again
+/// from the last checkpoint reaches the clean result, in every trial.
+#[tokio::test]
+async fn syncs_converge_under_random_failures() {
+    for seed in 1..=4 {
+        let sim = simulator::spawn(SimulatorOptions {
+            seed,
+            ..simulator_options()
+        })
+        .await
+        .unwrap();
+        let connector = spawn_connector().await;
+        let mut config = configuration(&sim);
+        config.insert("chunk_days".into(), "10".into());
+        let clean = update(&connector, config.clone(), None, None).await;
+        assert!(clean.status.is_none());
+        let mut clean_destination = Destination::default();
+        clean_destination.apply_committed(&clean);
+
+        sim.set_faults(Faults {
+            server_error_rate: 0.3,
+            ..Faults::default()
+        });
+        config.insert("max_attempts".into(), "1".into());
+        let mut destination = Destination::default();
+        let mut state: Option<String> = None;
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            assert!(attempts < 200, "seed {seed}: no convergence");
+            let run = update(&connector, config.clone(), state.as_deref(), None).await;
+            destination.apply_committed(&run);
+            if let Some(last) = run.last_checkpoint() {
+                state = Some(last.to_owned());
+            }
+            if run.status.is_none() {
+                break;
+            }
+            assert_eq!(run.status.unwrap().code(), Code::Unavailable);
+        }
+        assert!(attempts > 1, "seed {seed}: the faults never fired");
+        assert_eq!(
+            destination.snapshot(),
+            clean_destination.snapshot(),
+            "seed {seed}"
+        );
+    }
+}
+
+/// Twenty Updates for different configurations run at once and all complete
+/// correctly, while the server keeps answering Schema and health checks.
+#[tokio::test]
+async fn twenty_concurrent_updates_complete_while_other_rpcs_answer() {
+    let sim = spawn_simulator().await;
+    let connector = spawn_connector().await;
+    let configs: Vec<_> = (0..20)
+        .map(|index| {
+            let mut config = configuration(&sim);
+            config.insert("start_date".into(), format!("2025-02-{:02}", index + 1));
+            config.insert(
+                "static_endpoints".into(),
+                ["zone", "site", "space", "sensor"][index % 4].into(),
+            );
+            config
+        })
+        .collect();
+    let updates = futures_util::future::join_all(
+        configs
+            .iter()
+            .map(|config| update(&connector, config.clone(), None, None)),
+    );
+    let side_calls = async {
+        let mut schema_client = connector.client.clone();
+        let mut health =
+            tonic_health::pb::health_client::HealthClient::new(connector.channel.clone());
+        let mut answered = 0;
+        for _ in 0..20 {
+            schema_client
+                .schema(pb::SchemaRequest {
+                    configuration: configuration(&sim),
+                })
+                .await
+                .unwrap();
+            health
+                .check(tonic_health::pb::HealthCheckRequest {
+                    service: String::new(),
+                })
+                .await
+                .unwrap();
+            answered += 1;
+        }
+        answered
+    };
+    let (runs, answered) = tokio::join!(updates, side_calls);
+    assert_eq!(answered, 20);
+    for (index, run) in runs.iter().enumerate() {
+        assert!(run.status.is_none(), "update {index}: {:?}", run.status);
+        let from = format!("2025-02-{:02}T00:00:00Z", index + 1)
+            .parse()
+            .unwrap();
+        assert_eq!(
+            traffic_rows(run.records()),
+            expected_traffic(&sim, from),
+            "update {index}"
+        );
+    }
+}
+
+/// A body retried after 5xx answers still yields exactly the clean data once.
+#[tokio::test]
+async fn retried_requests_deliver_the_same_rows() {
+    let sim = spawn_simulator().await;
+    sim.set_faults(Faults {
+        server_error_rate: 0.3,
+        ..Faults::default()
+    });
+    let connector = spawn_connector().await;
+    let run = update(&connector, configuration(&sim), None, None).await;
+    assert!(run.status.is_none(), "{:?}", run.status);
+    assert_eq!(traffic_rows(run.records()), expected_traffic(&sim, start()));
+    assert!(statuses(&sim, "/api/").contains(&500));
+}
