@@ -9,6 +9,8 @@ mod support;
 
 /// Per-table cursors, late counts, removed entities, re-syncs, DST.
 mod data_over_time;
+/// The built binary: `debug`, `reset`, `--help`.
+mod debug_command;
 /// Faults, bad data, crash injection, convergence, load, disconnects.
 mod reliability;
 /// Health and reflection services next to the connector.

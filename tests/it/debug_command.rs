@@ -1,0 +1,288 @@
+//! The built binary's `debug` and `reset` commands against the simulator:
+//! the warehouse equals the simulator's data, a failed run keeps exactly the
+//! checkpointed rows with a matching state, and the next run completes.
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    path::Path,
+    process::{Command, Output, Stdio},
+};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use fivetran_source::{
+    debug::warehouse::{SqlValue, Warehouse},
+    simulator::{Faults, SimulatorHandle},
+};
+
+use crate::support::{
+    Cell, assert_no_secrets, configuration, expected_traffic, spawn_simulator, start,
+};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_sensource-connector");
+
+/// Runs the binary with `args` in `dir`, off the async runtime so the
+/// in-process simulator keeps serving.
+async fn run_binary(dir: &Path, args: &[&str]) -> Output {
+    let dir = dir.to_owned();
+    let args: Vec<String> = args.iter().map(|arg| arg.to_string()).collect();
+    tokio::task::spawn_blocking(move || {
+        Command::new(BINARY)
+            .args(&args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap()
+}
+
+fn write_configuration(dir: &Path, config: &HashMap<String, String>) {
+    std::fs::write(
+        dir.join("configuration.json"),
+        serde_json::to_string_pretty(config).unwrap(),
+    )
+    .unwrap();
+}
+
+/// Live traffic rows in the warehouse, in the shape of `expected_traffic`.
+fn warehouse_traffic(dir: &Path) -> BTreeMap<(String, DateTime<Utc>), (Cell, Cell)> {
+    let warehouse = Warehouse::open(&dir.join("files/warehouse.db")).unwrap();
+    warehouse
+        .live_rows("traffic")
+        .unwrap()
+        .into_iter()
+        .map(|row| {
+            let SqlValue::Text(zone) = row["zone_id"].clone() else {
+                panic!("zone_id")
+            };
+            let SqlValue::Text(hour) = row["record_date_hour_1"].clone() else {
+                panic!("hour")
+            };
+            let count = |column: &str| match row[column] {
+                SqlValue::Integer(value) => Cell::Long(value),
+                ref other => panic!("{column} is {other:?}"),
+            };
+            (
+                (zone, hour.parse().unwrap()),
+                (count("sumins"), count("sumouts")),
+            )
+        })
+        .collect()
+}
+
+fn text(output: &Output) -> String {
+    format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+fn debug_configuration(sim: &SimulatorHandle) -> HashMap<String, String> {
+    let mut config = configuration(sim);
+    config.insert("occupancy_metrics".into(), "occupancy(max)".into());
+    config
+}
+
+/// A debug run fills the warehouse with exactly the simulator's data and
+/// writes the state; the output shows the summary and no secret.
+#[tokio::test]
+async fn debug_run_fills_the_warehouse_with_the_simulator_data() {
+    let sim = spawn_simulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_configuration(dir.path(), &debug_configuration(&sim));
+    let output = run_binary(dir.path(), &["debug"]).await;
+    let printed = text(&output);
+    assert!(output.status.success(), "{printed}");
+    assert!(printed.contains("SYNC SUCCEEDED"), "{printed}");
+    assert_no_secrets(&printed, "sim-secret");
+    assert_eq!(
+        warehouse_traffic(dir.path()),
+        expected_traffic(&sim, start())
+    );
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("files/state.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["version"], 2);
+    assert_eq!(state["tables"]["traffic"]["from"], "2025-01-01");
+}
+
+/// A run that fails midway keeps exactly the rows of its checkpoints and the
+/// matching state; the next run resumes and completes.
+#[tokio::test]
+async fn failed_debug_run_keeps_checkpointed_rows_and_the_next_run_completes() {
+    let sim = spawn_simulator().await;
+    sim.set_faults(Faults {
+        fail_data_after: Some(2),
+        ..Faults::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = debug_configuration(&sim);
+    config.insert("max_attempts".into(), "1".into());
+    config.insert("max_in_flight_requests".into(), "1".into());
+    config.insert("chunk_days".into(), "20".into());
+    write_configuration(dir.path(), &config);
+
+    let failed = run_binary(dir.path(), &["debug"]).await;
+    let printed = text(&failed);
+    assert_eq!(failed.status.code(), Some(1), "{printed}");
+    assert!(printed.contains("SYNC FAILED"), "{printed}");
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("files/state.json")).unwrap(),
+    )
+    .unwrap();
+    let through: NaiveDate = state["tables"]["traffic"]["through"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(
+        through,
+        "2025-02-09".parse::<NaiveDate>().unwrap(),
+        "two 20-day chunks"
+    );
+    let mut checkpointed = expected_traffic(&sim, start());
+    checkpointed.retain(|(_, hour), _| hour.date_naive() <= through);
+    assert_eq!(warehouse_traffic(dir.path()), checkpointed);
+
+    sim.set_faults(Faults::default());
+    let resumed = run_binary(dir.path(), &["debug"]).await;
+    assert!(resumed.status.success(), "{}", text(&resumed));
+    assert_eq!(
+        warehouse_traffic(dir.path()),
+        expected_traffic(&sim, start())
+    );
+}
+
+/// `debug --simulate` needs no configuration file and no credentials.
+#[tokio::test]
+async fn debug_simulate_needs_no_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let recent = (Utc::now() - chrono::Duration::days(3))
+        .date_naive()
+        .to_string();
+    let config = HashMap::from([("start_date".to_owned(), recent)]);
+    write_configuration(dir.path(), &config);
+    let output = run_binary(dir.path(), &["debug", "--simulate"]).await;
+    let printed = text(&output);
+    assert!(output.status.success(), "{printed}");
+    assert!(printed.contains("SYNC SUCCEEDED"), "{printed}");
+    let warehouse = Warehouse::open(&dir.path().join("files/warehouse.db")).unwrap();
+    assert!(warehouse.live_row_count("traffic").unwrap() > 0);
+    assert_eq!(warehouse.live_row_count("zone").unwrap(), 6);
+}
+
+/// Without `--simulate`, a missing configuration file is a clear error.
+#[tokio::test]
+async fn debug_without_configuration_says_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_binary(dir.path(), &["debug"]).await;
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("configuration.json.example"),
+        "{}",
+        text(&output)
+    );
+}
+
+/// `reset --yes` deletes `files/`; without `--yes` and without a terminal it refuses.
+#[tokio::test]
+async fn reset_removes_the_files_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("files")).unwrap();
+    std::fs::write(dir.path().join("files/state.json"), "{}").unwrap();
+    let refused = run_binary(dir.path(), &["reset"]).await;
+    assert!(!refused.status.success());
+    assert!(dir.path().join("files/state.json").exists());
+    let reset = run_binary(dir.path(), &["reset", "--yes"]).await;
+    assert!(reset.status.success(), "{}", text(&reset));
+    assert!(!dir.path().join("files").exists());
+}
+
+/// `--help` and `--version` work; serving options are documented.
+#[tokio::test]
+async fn help_and_version() {
+    let dir = tempfile::tempdir().unwrap();
+    let help = run_binary(dir.path(), &["--help"]).await;
+    assert!(help.status.success());
+    let help = String::from_utf8_lossy(&help.stdout);
+    for word in ["--port", "simulate", "debug", "reset"] {
+        assert!(help.contains(word), "{word} missing from --help");
+    }
+    let version = run_binary(dir.path(), &["--version"]).await;
+    assert!(String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+/// The served binary accepts `--port=N`, writes only Fivetran JSON lines to
+/// stdout, answers gRPC, and exits cleanly on SIGTERM.
+#[tokio::test]
+async fn served_binary_logs_json_lines_and_stops_on_sigterm() {
+    use std::io::{BufRead, BufReader};
+
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(BINARY)
+        .arg(format!("--port={port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    // The server logs once it listens: that line is the signal to connect.
+    let first_line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        (line, stdout)
+    })
+    .await
+    .unwrap();
+    let (line, mut stdout) = first_line;
+    assert!(line.contains("Serving"), "{line}");
+
+    let mut client =
+        fivetran_source::grpc::pb::source_connector_client::SourceConnectorClient::connect(
+            format!("http://127.0.0.1:{port}"),
+        )
+        .await
+        .unwrap();
+    let form = client
+        .configuration_form(fivetran_source::grpc::pb::ConfigurationFormRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(form.fields.len(), 6);
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let (status, rest) = tokio::task::spawn_blocking(move || {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+        (child.wait().unwrap(), rest)
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{status:?}");
+    for line in std::iter::once(line.as_str())
+        .chain(rest.lines())
+        .filter(|l| !l.trim().is_empty())
+    {
+        let json: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));
+        assert!(
+            ["INFO", "WARNING", "SEVERE"].contains(&json["level"].as_str().unwrap()),
+            "{line}"
+        );
+        assert_eq!(json["message-origin"], "sdk_connector");
+        assert!(json["message"].is_string());
+    }
+    assert!(rest.contains("Shutdown signal received"), "{rest}");
+}
