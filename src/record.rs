@@ -170,7 +170,7 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
         // Which declared columns were present (at most 64 declared columns).
         let mut seen: u64 = 0;
         let mut problem: Option<RowError> = None;
-        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+        while let Some(key) = map.next_key_seed(KeySeed)? {
             if let Some(position) = self.declared.iter().position(|c| c.source == key) {
                 let column = self.declared[position];
                 let bit = 1u64 << (position % 64);
@@ -256,6 +256,38 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
 
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
         Ok(Err(RowError::NotAnObject))
+    }
+}
+
+/// Reads an object key, borrowing it from the body when it has no escapes
+/// (`Cow<str>`'s own `Deserialize` always allocates).
+struct KeySeed;
+
+impl<'de> DeserializeSeed<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed {
+    type Value = Cow<'de, str>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a field name")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, key: &'de str) -> Result<Self::Value, E> {
+        Ok(Cow::Borrowed(key))
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(key.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, key: String) -> Result<Self::Value, E> {
+        Ok(Cow::Owned(key))
     }
 }
 
@@ -394,10 +426,56 @@ fn coerce_text(column_type: ColumnType, text: &str) -> Option<Value> {
             "false" | "False" | "FALSE" | "0" => Some(Value::Bool(false)),
             _ => None,
         },
-        ColumnType::UtcDatetime => DateTime::parse_from_rfc3339(trimmed)
-            .ok()
-            .map(|time| Value::UtcDatetime(time.with_timezone(&Utc))),
+        ColumnType::UtcDatetime => parse_utc_timestamp(trimmed).map(Value::UtcDatetime),
     }
+}
+
+/// Parses an RFC 3339 timestamp. SenSource's own shape,
+/// `2025-12-01T15:00:00.000Z`, takes a fast path (this runs once per row);
+/// anything else goes through chrono's full parser.
+fn parse_utc_timestamp(text: &str) -> Option<DateTime<Utc>> {
+    fn digits(bytes: &[u8]) -> Option<u32> {
+        bytes.iter().try_fold(0u32, |value, &byte| {
+            byte.is_ascii_digit()
+                .then(|| value * 10 + u32::from(byte - b'0'))
+        })
+    }
+    let bytes = text.as_bytes();
+    let fast = match bytes.len() {
+        20 | 24
+            if bytes[bytes.len() - 1] == b'Z'
+                && bytes[4] == b'-'
+                && bytes[7] == b'-'
+                && bytes[10] == b'T'
+                && bytes[13] == b':'
+                && bytes[16] == b':'
+                && (bytes.len() == 20 || bytes[19] == b'.') =>
+        {
+            let millis = if bytes.len() == 24 {
+                digits(&bytes[20..23])
+            } else {
+                Some(0)
+            };
+            let date = chrono::NaiveDate::from_ymd_opt(
+                i32::try_from(digits(&bytes[0..4])?).ok()?,
+                digits(&bytes[5..7])?,
+                digits(&bytes[8..10])?,
+            )?;
+            date.and_hms_milli_opt(
+                digits(&bytes[11..13])?,
+                digits(&bytes[14..16])?,
+                digits(&bytes[17..19])?,
+                millis?,
+            )
+            .map(|time| time.and_utc())
+        }
+        _ => None,
+    };
+    fast.or_else(|| {
+        DateTime::parse_from_rfc3339(text)
+            .ok()
+            .map(|time| time.with_timezone(&Utc))
+    })
 }
 
 fn whole_f64_to_i64(number: f64) -> Option<i64> {
@@ -575,5 +653,31 @@ mod tests {
         assert_eq!(record.get("sumins"), Some(&Value::Long(12)));
         assert_eq!(record.get("sumouts"), Some(&Value::Long(3)));
         assert_eq!(record.get("name"), Some(&Value::Null));
+    }
+
+    #[test]
+    fn timestamps_parse_on_the_fast_path_and_the_general_one() {
+        let expected: DateTime<Utc> = "2025-12-01T15:00:00Z".parse().unwrap();
+        for text in [
+            "2025-12-01T15:00:00.000Z",
+            "2025-12-01T15:00:00Z",
+            "2025-12-01T10:00:00-05:00",
+            "2025-12-01T15:00:00.000000Z",
+        ] {
+            assert_eq!(parse_utc_timestamp(text), Some(expected), "{text}");
+        }
+        assert_eq!(
+            parse_utc_timestamp("2025-12-01T15:00:00.250Z"),
+            Some(expected + chrono::Duration::milliseconds(250))
+        );
+        for bad in [
+            "2025-13-01T15:00:00Z",
+            "2025-12-01T25:00:00Z",
+            "2025-12-01",
+            "yesterday",
+            "",
+        ] {
+            assert_eq!(parse_utc_timestamp(bad), None, "{bad}");
+        }
     }
 }

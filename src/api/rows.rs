@@ -108,8 +108,23 @@ impl RowSplitter {
         ranges: &mut Vec<Range<usize>>,
     ) -> Result<(), SplitError> {
         let mut row_start_in_chunk: Option<usize> = (self.phase == Phase::Row).then_some(0);
-        for (index, &byte) in chunk.iter().enumerate() {
-            let position = self.offset + index as u64;
+        let mut index = 0;
+        while index < chunk.len() {
+            // Fast path: inside a string that is not a key being read, jump to
+            // the next quote or backslash (most of a body is string content).
+            if self.in_string && !self.escaped && !self.reading_key {
+                match chunk[index..]
+                    .iter()
+                    .position(|&byte| byte == b'"' || byte == b'\\')
+                {
+                    Some(skip) => index += skip,
+                    None => break,
+                }
+            }
+            let at = index;
+            let byte = chunk[at];
+            index += 1;
+            let position = self.offset + at as u64;
             if self.in_string {
                 if self.escaped {
                     self.escaped = false;
@@ -162,7 +177,7 @@ impl RowSplitter {
                     _ => {
                         // The first byte of a row (object, array or scalar).
                         self.phase = Phase::Row;
-                        row_start_in_chunk = Some(index);
+                        row_start_in_chunk = Some(at);
                         self.row.clear();
                         if self.row_byte(byte) {
                             // A one-byte scalar row cannot end here; scalars end at , or ].
@@ -173,7 +188,7 @@ impl RowSplitter {
                     if let Some(end) = self.row_end(byte) {
                         let start = row_start_in_chunk.unwrap_or(0);
                         // `end` says whether this byte belongs to the row.
-                        let stop = if end { index + 1 } else { index };
+                        let stop = if end { at + 1 } else { at };
                         self.row.extend_from_slice(&chunk[start..stop]);
                         let begin = rows.len();
                         rows.extend_from_slice(&self.row);

@@ -263,7 +263,10 @@ mod tests {
             schema_name: None,
             table_name: "ZoneTraffic".into(),
             r#type: pb::RecordType::Update as i32,
-            data: HashMap::from([("zoneId".to_owned(), value(Inner::String("z".into())))]),
+            data: std::collections::BTreeMap::from([(
+                "zoneId".to_owned(),
+                value(Inner::String("z".into())),
+            )]),
         };
         let fivetran = operation(record.clone(), &mut Names::new(Naming::Fivetran)).unwrap();
         let Operation::Update { table, row } = fivetran else {
@@ -282,7 +285,7 @@ mod tests {
             schema_name: None,
             table_name: "zone".into(),
             r#type: pb::RecordType::Truncate as i32,
-            data: HashMap::new(),
+            data: std::collections::BTreeMap::new(),
         };
         assert_eq!(
             operation(truncate.clone(), &mut names).unwrap(),

@@ -1,8 +1,6 @@
 //! Conversions between domain types and protobuf messages, and the single
 //! mapping from domain errors to `tonic::Status`.
 
-use std::collections::HashMap;
-
 use tonic::{Code, Status};
 
 use super::pb;
@@ -140,10 +138,11 @@ pub fn update_response(event: SyncEvent) -> pb::UpdateResponse {
 
 /// One domain record as a protobuf record.
 pub fn record(record: Record) -> pb::Record {
-    let mut data = HashMap::with_capacity(record.values.len());
-    for (name, value) in record.values {
-        data.insert(name.into_owned(), value_type(value));
-    }
+    let data = record
+        .values
+        .into_iter()
+        .map(|(name, value)| (name.into_owned(), value_type(value)))
+        .collect();
     pb::Record {
         schema_name: None,
         table_name: record.table.name().to_owned(),
