@@ -16,6 +16,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         // Records are small maps built once and encoded once: a BTreeMap
         // skips hashing and iterates faster when prost sizes the message.
         .btree_map(".fivetran_sdk.v2.Record.data")
+        // Written by hand in `grpc::wire`, so record batches skip the
+        // generated message types entirely.
+        .extern_path(
+            ".fivetran_sdk.v2.UpdateResponse",
+            "crate::grpc::wire::UpdateResponse",
+        )
         .file_descriptor_set_path(out_dir.join("fivetran_sdk_descriptor.bin"))
         .compile_with_config(
             prost_config,

@@ -568,6 +568,14 @@ impl Session {
                 .records
                 .into_iter()
                 .try_for_each(|record| self.apply_record(record)),
+            // In process, batches arrive as the bytes the server would send:
+            // decode them as Fivetran would.
+            Some(Op::EncodedRecords(encoded)) => encoded
+                .decode()
+                .map_err(|error| format!("the connector sent an undecodable batch: {error}"))?
+                .records
+                .into_iter()
+                .try_for_each(|record| self.apply_record(record)),
             Some(Op::SchemaChange(change)) => {
                 self.counts.schema_changes += 1;
                 let tables = tester::changed_tables(&change, &mut self.names);

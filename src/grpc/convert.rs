@@ -3,7 +3,7 @@
 
 use tonic::{Code, Status};
 
-use super::pb;
+use super::{pb, wire::EncodedRecords};
 use crate::{
     api::ApiError,
     config::{Config, FORM_FIELDS, FieldKind},
@@ -124,9 +124,7 @@ pub fn selection(selection: Option<pb::Selection>) -> Selection {
 pub fn update_response(event: SyncEvent) -> pb::UpdateResponse {
     use pb::update_response::Operation as Op;
     let operation = match event {
-        SyncEvent::Records(records) => Op::Records(pb::Records {
-            records: records.into_iter().map(record).collect(),
-        }),
+        SyncEvent::Records(records) => Op::EncodedRecords(EncodedRecords::from_records(&records)),
         SyncEvent::Checkpoint(state_json) => Op::Checkpoint(pb::Checkpoint { state_json }),
         SyncEvent::Warning(message) => Op::Warning(pb::Warning { message }),
         SyncEvent::Task(message) => Op::Task(pb::Task { message }),

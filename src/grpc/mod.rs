@@ -5,6 +5,7 @@
 pub mod convert;
 pub mod server;
 pub mod service;
+pub mod wire;
 
 /// Generated code for `fivetran_sdk.v2`, quarantined here.
 #[allow(
@@ -17,6 +18,10 @@ pub mod service;
 )]
 pub mod pb {
     tonic::include_proto!("fivetran_sdk.v2");
+
+    // `UpdateResponse` is hand-written (see `grpc::wire`); it lives here too so
+    // every protocol type has one path.
+    pub use super::wire::{UpdateResponse, update_response};
 
     /// The encoded descriptor set of our protocol files, served by reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =

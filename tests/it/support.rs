@@ -225,6 +225,7 @@ pub async fn update(
                     Operation::Warning(warning) => Event::Warning(warning.message),
                     Operation::Task(task) => Event::Task(task.message),
                     Operation::SchemaChange(_) => panic!("unexpected schema change"),
+                    Operation::EncodedRecords(_) => panic!("a client only ever decodes `Records`"),
                 };
                 run.events.push(event);
             }
