@@ -113,10 +113,7 @@ impl RowSplitter {
             // Fast path: inside a string that is not a key being read, jump to
             // the next quote or backslash (most of a body is string content).
             if self.in_string && !self.escaped && !self.reading_key {
-                match chunk[index..]
-                    .iter()
-                    .position(|&byte| byte == b'"' || byte == b'\\')
-                {
+                match memchr::memchr2(b'"', b'\\', &chunk[index..]) {
                     Some(skip) => index += skip,
                     None => break,
                 }

@@ -57,12 +57,13 @@ pub struct EncodedRecords {
 impl EncodedRecords {
     /// Encodes a batch of domain records.
     pub fn from_records(records: &[Record]) -> Self {
-        let length = records
+        // A close guess at the size (one allocation, rarely a regrowth), so
+        // each record's length is computed once, where it is written.
+        let estimate = records
             .iter()
-            .map(|record| length_delimited_len(record_len(record)))
-            .sum::<usize>()
-            + records.len();
-        let mut bytes = Vec::with_capacity(length);
+            .map(|record| 48 + record.values.len() * 24 + record.approximate_size())
+            .sum();
+        let mut bytes = Vec::with_capacity(estimate);
         for record in records {
             // Records.records = 1
             encode_key(1, WireType::LengthDelimited, &mut bytes);
@@ -147,11 +148,14 @@ fn encode_record(record: &Record, buf: &mut Vec<u8>) {
         }
     }
     for (name, value) in &record.values {
+        let value_length = value_len(value);
+        let entry_length =
+            1 + length_delimited_len(name.len()) + 1 + length_delimited_len(value_length);
         encode_key(4, WireType::LengthDelimited, buf);
-        encode_varint(entry_len(name, value) as u64, buf);
+        encode_varint(entry_length as u64, buf);
         encode_str(1, name, buf);
         encode_key(2, WireType::LengthDelimited, buf);
-        encode_varint(value_len(value) as u64, buf);
+        encode_varint(value_length as u64, buf);
         encode_value(value, buf);
     }
 }

@@ -75,6 +75,9 @@ pub struct SimulatorOptions {
     /// until then they are scaled by `elapsed since hour start / (3600 + lag)`. 0 = final as
     /// soon as the hour is over.
     pub settle_lag_secs: u64,
+    /// Keep every data body once rendered and serve it again from memory, so
+    /// benchmarks measure the connector rather than the simulator's rendering.
+    pub prepared_bodies: bool,
     pub faults: Faults,
 }
 
@@ -97,6 +100,7 @@ impl Default for SimulatorOptions {
             )),
             outage_backfilled_at: None,
             settle_lag_secs: 0,
+            prepared_bodies: false,
             faults: Faults::default(),
         }
     }
@@ -117,6 +121,7 @@ impl std::fmt::Debug for SimulatorOptions {
             .field("outage", &self.outage)
             .field("outage_backfilled_at", &self.outage_backfilled_at)
             .field("settle_lag_secs", &self.settle_lag_secs)
+            .field("prepared_bodies", &self.prepared_bodies)
             .field("faults", &self.faults)
             .finish()
     }
@@ -296,6 +301,9 @@ pub struct SimulatorState {
     dataset: Arc<Dataset>,
     stats: Arc<Stats>,
     inner: Mutex<Mutable>,
+    /// Rendered data bodies by request, when `prepared_bodies` is on. A
+    /// separate lock: rendering a large body must not hold up other requests.
+    prepared: Option<Mutex<HashMap<String, Bytes>>>,
 }
 
 impl SimulatorState {
@@ -316,6 +324,7 @@ impl SimulatorState {
             seed: options.seed,
             dataset: Arc::new(dataset),
             stats: Arc::new(Stats::default()),
+            prepared: options.prepared_bodies.then(Mutex::default),
             inner: Mutex::new(Mutable {
                 faults: options.faults,
                 now: options.now,
@@ -979,6 +988,23 @@ fn data_endpoint(
     );
     if faults.endless {
         return endless_response(state.dataset.clone(), writer, request.start);
+    }
+    let clean = !(faults.wrong_shape
+        || faults.truncate
+        || faults.drop_connection
+        || faults.bad_rows_every > 0);
+    if let (Some(prepared), true) = (&state.prepared, clean) {
+        let key = format!("{series:?}?{}", query.unwrap_or_default());
+        let cached = lock(prepared).get(&key).cloned();
+        let body = match cached {
+            Some(body) => body,
+            None => {
+                let body = Bytes::from(render_rows(&state.dataset, writer, &request, now).into_bytes());
+                lock(prepared).insert(key, body.clone());
+                body
+            }
+        };
+        return json_response(StatusCode::OK, body);
     }
     let mut body = if faults.wrong_shape {
         WRONG_SHAPE_BODY.as_bytes().to_vec()

@@ -1,0 +1,298 @@
+//! End-to-end benchmark: the simulator (serving prepared bodies) and the
+//! release server binary as a separate process, drained by a gRPC client.
+//! Prints rows/s, the server's CPU seconds and its peak RSS.
+//!
+//! Run with `cargo bench --bench e2e -- [MODE] [OPTIONS]`:
+//! - no mode: one sync of `--zones` zones over `--days` days (default
+//!   380 zones × 1100 days ≈ 10 million hourly traffic rows);
+//! - `--scaling`: the same at 1×, 4× and 16× the history (`--days` is 1×);
+//! - `--latency`: the simulator answers after 100 ms; compares one request in
+//!   flight with the default.
+
+// A benchmark fails fast on a broken setup.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::{
+    collections::HashMap,
+    io::{BufRead, BufReader},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use chrono::{DateTime, Days, DurationRound, NaiveTime, Utc};
+use fivetran_source::{
+    api::{ApiClient, TokenCache},
+    chunk::{PlanSettings, plan_table},
+    config::Config,
+    grpc::pb::{self, source_connector_client::SourceConnectorClient, update_response::Operation},
+    schema::Table,
+    simulator::{self, Faults, SimulatorHandle, SimulatorOptions},
+};
+
+const SERVER: &str = env!("CARGO_BIN_EXE_sensource-connector");
+
+struct Options {
+    zones: usize,
+    days: u64,
+    mode: Mode,
+}
+
+enum Mode {
+    Single,
+    Scaling,
+    Latency,
+}
+
+fn parse_args() -> Options {
+    let mut options = Options {
+        zones: 380,
+        days: 1100,
+        mode: Mode::Single,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(arg) = args.next() {
+        match arg.as_str() {
+            "--zones" => options.zones = args.next().and_then(|v| v.parse().ok()).expect("--zones N"),
+            "--days" => options.days = args.next().and_then(|v| v.parse().ok()).expect("--days N"),
+            "--scaling" => options.mode = Mode::Scaling,
+            "--latency" => options.mode = Mode::Latency,
+            // `cargo bench` passes `--bench`; ignore what is not ours.
+            _ => {}
+        }
+    }
+    options
+}
+
+/// What one measured sync produced.
+struct Measurement {
+    rows: u64,
+    messages: u64,
+    wall: Duration,
+    server_cpu: Duration,
+    server_peak_rss_kib: u64,
+}
+
+impl Measurement {
+    fn print(&self, label: &str) {
+        println!(
+            "{label}: {} rows in {:.2} s = {:.0} rows/s; server CPU {:.2} s ({:.2} µs/row); server peak RSS {:.1} MiB; {} messages",
+            self.rows,
+            self.wall.as_secs_f64(),
+            self.rows as f64 / self.wall.as_secs_f64(),
+            self.server_cpu.as_secs_f64(),
+            self.server_cpu.as_secs_f64() * 1e6 / self.rows.max(1) as f64,
+            self.server_peak_rss_kib as f64 / 1024.0,
+            self.messages,
+        );
+    }
+}
+
+/// The history's first instant and the simulated clock. The clock is the
+/// real one (to the hour), because the server binary reads the system clock.
+fn clock(days: u64) -> (DateTime<Utc>, DateTime<Utc>) {
+    let now = Utc::now().duration_trunc(chrono::Duration::hours(1)).unwrap();
+    let start = now.date_naive().checked_sub_days(Days::new(days)).unwrap();
+    (start.and_time(NaiveTime::MIN).and_utc(), now)
+}
+
+async fn start_simulator(zones: usize, days: u64, latency_ms: u64) -> SimulatorHandle {
+    let (history_start, now) = clock(days);
+    simulator::spawn(SimulatorOptions {
+        zones,
+        spaces: 1,
+        history_start,
+        now,
+        outage: None,
+        prepared_bodies: true,
+        faults: Faults {
+            latency_ms,
+            ..Faults::default()
+        },
+        ..SimulatorOptions::default()
+    })
+    .await
+    .expect("simulator")
+}
+
+fn configuration(sim: &SimulatorHandle, days: u64, in_flight: Option<u32>) -> HashMap<String, String> {
+    let (history_start, _) = clock(days);
+    let mut config: HashMap<String, String> = [
+        ("client_id", "sim-client"),
+        ("client_secret", "sim-secret"),
+        ("api_base_url", sim.base_url.as_str()),
+        ("auth_url", sim.auth_url.as_str()),
+        ("static_endpoints", "zone"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    config.insert("start_date".into(), history_start.date_naive().to_string());
+    if let Some(in_flight) = in_flight {
+        config.insert("max_in_flight_requests".into(), in_flight.to_string());
+    }
+    config
+}
+
+/// Renders every traffic body once through the library's own client, so the
+/// measured sync finds them prepared.
+async fn prepare_bodies(config: &HashMap<String, String>, days: u64) {
+    let (_, now) = clock(days);
+    let config = Config::from_map(config, now.date_naive()).expect("valid configuration");
+    let api = ApiClient::new(&config, &TokenCache::default()).expect("client");
+    let plan = plan_table(
+        Table::Traffic,
+        None,
+        PlanSettings {
+            start_date: config.start_date,
+            today: now.date_naive(),
+            lookback_days: config.lookback_days,
+            chunk_days: config.chunk_days,
+        },
+    );
+    for chunk in plan {
+        api.open_series(Table::Traffic, chunk.range, &config.traffic_metrics)
+            .await
+            .expect("request")
+            .count_to_end()
+            .await
+            .expect("body");
+    }
+}
+
+/// Starts the release server on a free port and waits for its first log line.
+fn start_server() -> (Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut child = Command::new(SERVER)
+        .arg(format!("--port={port}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("server binary");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    stdout.read_line(&mut line).unwrap();
+    assert!(line.contains("Serving"), "{line}");
+    // Keep draining the server's log so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in stdout.lines() {});
+    (child, port)
+}
+
+/// (CPU time, peak RSS in KiB) of a process, from /proc.
+fn process_usage(pid: u32) -> (Duration, u64) {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses).
+    let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let ticks_per_second = 100; // USER_HZ on Linux
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let peak = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    (Duration::from_millis(ticks * 1000 / ticks_per_second), peak)
+}
+
+async fn measure(config: HashMap<String, String>) -> Measurement {
+    let (mut server, port) = start_server();
+    let mut client = SourceConnectorClient::connect(format!("http://127.0.0.1:{port}"))
+        .await
+        .unwrap()
+        .max_decoding_message_size(128 * 1024 * 1024);
+    let (cpu_before, _) = process_usage(server.id());
+    let started = Instant::now();
+    let mut stream = client
+        .update(pb::UpdateRequest {
+            configuration: config,
+            selection: Some(pb::Selection {
+                selection: Some(pb::selection::Selection::WithoutSchema(pb::TablesWithNoSchema {
+                    tables: vec![pb::TableSelection {
+                        included: false,
+                        table_name: "occupancy".into(),
+                        columns: HashMap::new(),
+                        include_new_columns: false,
+                    }],
+                    include_new_tables: true,
+                })),
+            }),
+            state_json: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let (mut rows, mut messages) = (0u64, 0u64);
+    while let Some(response) = stream.message().await.unwrap() {
+        messages += 1;
+        if let Some(Operation::Records(records)) = response.operation {
+            rows += records.records.len() as u64;
+        }
+    }
+    let wall = started.elapsed();
+    let (cpu_after, peak) = process_usage(server.id());
+    server.kill().ok();
+    server.wait().ok();
+    Measurement {
+        rows,
+        messages,
+        wall,
+        server_cpu: cpu_after.saturating_sub(cpu_before),
+        server_peak_rss_kib: peak,
+    }
+}
+
+async fn single(zones: usize, days: u64) -> Measurement {
+    let sim = start_simulator(zones, days, 0).await;
+    let config = configuration(&sim, days, None);
+    let started = Instant::now();
+    prepare_bodies(&config, days).await;
+    eprintln!("prepared bodies in {:.1} s", started.elapsed().as_secs_f64());
+    measure(config).await
+}
+
+fn main() {
+    let options = parse_args();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        match options.mode {
+            Mode::Single => single(options.zones, options.days).await.print("e2e"),
+            Mode::Scaling => {
+                let mut baseline: Option<Measurement> = None;
+                for factor in [1, 4, 16] {
+                    let measurement = single(options.zones, options.days * factor).await;
+                    measurement.print(&format!("{factor:>2}x history"));
+                    if let Some(base) = &baseline {
+                        println!(
+                            "    vs 1x: rows {:.1}x, time {:.1}x, peak RSS {:+.1}%",
+                            measurement.rows as f64 / base.rows as f64,
+                            measurement.wall.as_secs_f64() / base.wall.as_secs_f64(),
+                            (measurement.server_peak_rss_kib as f64 / base.server_peak_rss_kib as f64 - 1.0) * 100.0
+                        );
+                    } else {
+                        baseline = Some(measurement);
+                    }
+                }
+            }
+            Mode::Latency => {
+                let days = options.days.min(360);
+                let zones = options.zones.min(20);
+                let mut results = Vec::new();
+                for in_flight in [Some(1), None] {
+                    let sim = start_simulator(zones, days, 100).await;
+                    let config = configuration(&sim, days, in_flight);
+                    let measurement = measure(config).await;
+                    let label = match in_flight {
+                        Some(n) => format!("100 ms latency, {n} request in flight"),
+                        None => "100 ms latency, default in flight".to_owned(),
+                    };
+                    measurement.print(&label);
+                    results.push(measurement.wall);
+                }
+                println!(
+                    "default in-flight setting is {:.1}x faster than one request at a time",
+                    results[0].as_secs_f64() / results[1].as_secs_f64()
+                );
+            }
+        }
+    });
+}
