@@ -52,7 +52,9 @@ fn parse_args() -> Options {
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         match arg.as_str() {
-            "--zones" => options.zones = args.next().and_then(|v| v.parse().ok()).expect("--zones N"),
+            "--zones" => {
+                options.zones = args.next().and_then(|v| v.parse().ok()).expect("--zones N")
+            }
             "--days" => options.days = args.next().and_then(|v| v.parse().ok()).expect("--days N"),
             "--scaling" => options.mode = Mode::Scaling,
             "--latency" => options.mode = Mode::Latency,
@@ -90,7 +92,9 @@ impl Measurement {
 /// The history's first instant and the simulated clock. The clock is the
 /// real one (to the hour), because the server binary reads the system clock.
 fn clock(days: u64) -> (DateTime<Utc>, DateTime<Utc>) {
-    let now = Utc::now().duration_trunc(chrono::Duration::hours(1)).unwrap();
+    let now = Utc::now()
+        .duration_trunc(chrono::Duration::hours(1))
+        .unwrap();
     let start = now.date_naive().checked_sub_days(Days::new(days)).unwrap();
     (start.and_time(NaiveTime::MIN).and_utc(), now)
 }
@@ -114,7 +118,11 @@ async fn start_simulator(zones: usize, days: u64, latency_ms: u64) -> SimulatorH
     .expect("simulator")
 }
 
-fn configuration(sim: &SimulatorHandle, days: u64, in_flight: Option<u32>) -> HashMap<String, String> {
+fn configuration(
+    sim: &SimulatorHandle,
+    days: u64,
+    in_flight: Option<u32>,
+) -> HashMap<String, String> {
     let (history_start, _) = clock(days);
     let mut config: HashMap<String, String> = [
         ("client_id", "sim-client"),
@@ -161,7 +169,11 @@ async fn prepare_bodies(config: &HashMap<String, String>, days: u64) {
 
 /// Starts the release server on a free port and waits for its first log line.
 fn start_server() -> (Child, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let mut child = Command::new(SERVER)
         .arg(format!("--port={port}"))
         .stdin(Stdio::null())
@@ -182,7 +194,12 @@ fn start_server() -> (Child, u16) {
 fn process_usage(pid: u32) -> (Duration, u64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
     // Fields after the command name (which is in parentheses).
-    let fields: Vec<&str> = stat.rsplit_once(") ").unwrap().1.split_whitespace().collect();
+    let fields: Vec<&str> = stat
+        .rsplit_once(") ")
+        .unwrap()
+        .1
+        .split_whitespace()
+        .collect();
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     let ticks_per_second = 100; // USER_HZ on Linux
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
@@ -206,15 +223,17 @@ async fn measure(config: HashMap<String, String>) -> Measurement {
         .update(pb::UpdateRequest {
             configuration: config,
             selection: Some(pb::Selection {
-                selection: Some(pb::selection::Selection::WithoutSchema(pb::TablesWithNoSchema {
-                    tables: vec![pb::TableSelection {
-                        included: false,
-                        table_name: "occupancy".into(),
-                        columns: HashMap::new(),
-                        include_new_columns: false,
-                    }],
-                    include_new_tables: true,
-                })),
+                selection: Some(pb::selection::Selection::WithoutSchema(
+                    pb::TablesWithNoSchema {
+                        tables: vec![pb::TableSelection {
+                            included: false,
+                            table_name: "occupancy".into(),
+                            columns: HashMap::new(),
+                            include_new_columns: false,
+                        }],
+                        include_new_tables: true,
+                    },
+                )),
             }),
             state_json: None,
         })
@@ -246,13 +265,19 @@ async fn single(zones: usize, days: u64) -> Measurement {
     let config = configuration(&sim, days, None);
     let started = Instant::now();
     prepare_bodies(&config, days).await;
-    eprintln!("prepared bodies in {:.1} s", started.elapsed().as_secs_f64());
+    eprintln!(
+        "prepared bodies in {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
     measure(config).await
 }
 
 fn main() {
     let options = parse_args();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     runtime.block_on(async {
         match options.mode {
             Mode::Single => single(options.zones, options.days).await.print("e2e"),
@@ -266,7 +291,10 @@ fn main() {
                             "    vs 1x: rows {:.1}x, time {:.1}x, peak RSS {:+.1}%",
                             measurement.rows as f64 / base.rows as f64,
                             measurement.wall.as_secs_f64() / base.wall.as_secs_f64(),
-                            (measurement.server_peak_rss_kib as f64 / base.server_peak_rss_kib as f64 - 1.0) * 100.0
+                            (measurement.server_peak_rss_kib as f64
+                                / base.server_peak_rss_kib as f64
+                                - 1.0)
+                                * 100.0
                         );
                     } else {
                         baseline = Some(measurement);

@@ -999,7 +999,8 @@ fn data_endpoint(
         let body = match cached {
             Some(body) => body,
             None => {
-                let body = Bytes::from(render_rows(&state.dataset, writer, &request, now).into_bytes());
+                let body =
+                    Bytes::from(render_rows(&state.dataset, writer, &request, now).into_bytes());
                 lock(prepared).insert(key, body.clone());
                 body
             }

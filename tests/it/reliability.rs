@@ -415,3 +415,226 @@ async fn retried_requests_deliver_the_same_rows() {
     assert_eq!(traffic_rows(run.records()), expected_traffic(&sim, start()));
     assert!(statuses(&sim, "/api/").contains(&500));
 }
+
+/// A 429 is retried after its `Retry-After` (seconds or HTTP-date) and the
+/// sync completes with the same data.
+#[tokio::test]
+async fn rate_limits_are_waited_out() {
+    for http_date in [false, true] {
+        let sim = spawn_simulator().await;
+        sim.set_faults(Faults {
+            rate_limit_every: 2,
+            retry_after_secs: if http_date { 1 } else { 0 },
+            retry_after_http_date: http_date,
+            ..Faults::default()
+        });
+        let connector = spawn_connector().await;
+        let mut config = configuration(&sim);
+        config.insert("static_endpoints".into(), "zone".into());
+        config.insert("chunk_days".into(), "30".into());
+        let run = update(&connector, config, None, None).await;
+        assert!(run.status.is_none(), "{:?}", run.status);
+        assert_eq!(traffic_rows(run.records()), expected_traffic(&sim, start()));
+        let limited = statuses(&sim, "/api/data/")
+            .iter()
+            .filter(|s| **s == 429)
+            .count();
+        assert!(limited >= 2, "{limited} rate-limited answers");
+    }
+}
+
+/// A 429 from the token endpoint is waited out, not hammered: one request
+/// per `Retry-After`, then the token.
+#[tokio::test]
+async fn token_endpoint_rate_limit_is_waited_out() {
+    let sim = spawn_simulator().await;
+    sim.set_faults(Faults {
+        token_rate_limit_next: 2,
+        retry_after_secs: 0,
+        ..Faults::default()
+    });
+    let connector = spawn_connector().await;
+    let mut config = configuration(&sim);
+    config.insert("static_endpoints".into(), "zone".into());
+    let run = update(&connector, config, None, None).await;
+    assert!(run.status.is_none(), "{:?}", run.status);
+    assert_eq!(statuses(&sim, "/oauth/token"), [429, 429, 200]);
+    assert_eq!(sim.stats.token_mints(), 1);
+}
+
+/// A connection dropped mid-body is requested again; nothing is lost.
+#[tokio::test]
+async fn dropped_connections_are_retried() {
+    let sim = spawn_simulator().await;
+    sim.set_faults(Faults {
+        drop_connection_next: 2,
+        ..Faults::default()
+    });
+    let connector = spawn_connector().await;
+    let run = update(&connector, configuration(&sim), None, None).await;
+    assert!(run.status.is_none(), "{:?}", run.status);
+    assert_eq!(traffic_rows(run.records()), expected_traffic(&sim, start()));
+    assert_eq!(
+        sim.stats.data_requests(),
+        6 + 2,
+        "two windows requested twice"
+    );
+}
+
+/// A request that exceeds its timeout is retried, then reported as unavailable.
+#[tokio::test]
+async fn timeouts_are_retried_then_reported() {
+    let sim = spawn_simulator().await;
+    sim.set_faults(Faults {
+        latency_ms: 1_500,
+        ..Faults::default()
+    });
+    let connector = spawn_connector().await;
+    let mut config = configuration(&sim);
+    config.insert("static_endpoints".into(), "zone".into());
+    config.insert("request_timeout_secs".into(), "1".into());
+    config.insert("max_attempts".into(), "2".into());
+    config.insert("max_in_flight_requests".into(), "1".into());
+    let run = update(&connector, config, None, None).await;
+    let status = run.status.unwrap();
+    assert_eq!(status.code(), Code::Unavailable);
+    assert!(
+        status.message().contains("timed out"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        status.message().contains("failed 2 time(s)"),
+        "{}",
+        status.message()
+    );
+}
+
+/// An object where the list of rows belongs is a clear error naming the window.
+#[tokio::test]
+async fn wrong_shape_is_a_clear_error() {
+    let sim = spawn_simulator().await;
+    sim.set_faults(Faults {
+        wrong_shape: true,
+        ..Faults::default()
+    });
+    let connector = spawn_connector().await;
+    let mut config = configuration(&sim);
+    config.insert("static_endpoints".into(), "zone".into());
+    let run = update(&connector, config, None, None).await;
+    let status = run.status.unwrap();
+    assert_eq!(status.code(), Code::DataLoss);
+    assert!(
+        status.message().contains("`results` is not a list"),
+        "{}",
+        status.message()
+    );
+    assert!(
+        status.message().contains("for 2025-01-01..2025-01-31"),
+        "{}",
+        status.message()
+    );
+}
+
+/// Unusable rows (no id, a count that is not a number) are skipped and
+/// counted in one Warning per chunk; the sync goes on.
+#[tokio::test]
+async fn unusable_rows_become_a_counted_warning() {
+    let sim = spawn_simulator().await;
+    sim.set_faults(Faults {
+        bad_rows_every: 50,
+        ..Faults::default()
+    });
+    let connector = spawn_connector().await;
+    let mut config = configuration(&sim);
+    config.insert("static_endpoints".into(), "zone".into());
+    let run = update(&connector, config, None, None).await;
+    assert!(run.status.is_none(), "{:?}", run.status);
+    let warnings = run.warnings();
+    assert_eq!(warnings.len(), 6, "one per chunk: {warnings:?}");
+    assert!(warnings[0].starts_with("Skipped "), "{}", warnings[0]);
+    assert!(
+        warnings[0].contains("traffic for 2025-01-01..2025-01-31"),
+        "{}",
+        warnings[0]
+    );
+    assert!(
+        warnings[0].contains("`zoneId` is missing or null"),
+        "{}",
+        warnings[0]
+    );
+    let delivered = traffic_rows(run.records()).len();
+    let expected = expected_traffic(&sim, start()).len();
+    assert!(delivered < expected && delivered > expected * 9 / 10);
+}
+
+/// A body larger than `max_response_mb` (here an endless one) is cut off
+/// with a clear error, without exhausting memory.
+#[tokio::test]
+async fn endless_body_hits_the_size_cap() {
+    let sim = spawn_simulator().await;
+    sim.set_faults(Faults {
+        endless_body: true,
+        ..Faults::default()
+    });
+    let connector = spawn_connector().await;
+    let mut config = configuration(&sim);
+    config.insert("static_endpoints".into(), "zone".into());
+    config.insert("max_response_mb".into(), "1".into());
+    config.insert("max_in_flight_requests".into(), "1".into());
+    let run = update(&connector, config, None, None).await;
+    let status = run.status.unwrap();
+    assert_eq!(status.code(), Code::DataLoss);
+    assert!(
+        status.message().contains("larger than the 1 MB limit"),
+        "{}",
+        status.message()
+    );
+}
+
+/// Odd selections: everything deselected fetches no data and still
+/// checkpoints; a selection wrapped in a schema and unknown table names work.
+#[tokio::test]
+async fn odd_selections_are_handled() {
+    let sim = spawn_simulator().await;
+    let connector = spawn_connector().await;
+    let nothing = pb::Selection {
+        selection: Some(pb::selection::Selection::WithoutSchema(
+            pb::TablesWithNoSchema {
+                tables: vec![pb::TableSelection {
+                    included: true,
+                    table_name: "no_such_table".into(),
+                    columns: HashMap::new(),
+                    include_new_columns: true,
+                }],
+                include_new_tables: false,
+            },
+        )),
+    };
+    let run = update(&connector, configuration(&sim), None, Some(nothing)).await;
+    assert!(run.status.is_none());
+    assert_eq!(run.checkpoints().len(), 1);
+    assert_eq!(run.records().count(), 0);
+    assert_eq!(sim.stats.api_requests(), 0);
+
+    let in_schema = pb::Selection {
+        selection: Some(pb::selection::Selection::WithSchema(pb::TablesWithSchema {
+            schemas: vec![pb::SchemaSelection {
+                included: true,
+                schema_name: "sensource".into(),
+                tables: vec![pb::TableSelection {
+                    included: true,
+                    table_name: "zone".into(),
+                    columns: HashMap::new(),
+                    include_new_columns: true,
+                }],
+                include_new_tables: false,
+            }],
+            include_new_schemas: false,
+        })),
+    };
+    let run = update(&connector, configuration(&sim), None, Some(in_schema)).await;
+    assert!(run.status.is_none());
+    let tables: BTreeSet<_> = run.records().map(|r| r.table_name.as_str()).collect();
+    assert_eq!(tables, BTreeSet::from(["zone"]));
+}
