@@ -120,11 +120,9 @@ pub async fn run(
                 Err(Cancelled) => Ok(SyncOutcome::Cancelled),
             }
         }
-        Err(error) => {
-            // Flush what was mapped so far? No: records after the last
-            // checkpoint are discarded by Fivetran anyway; send nothing more.
-            Err(error)
-        }
+        // Pending records are not flushed: Fivetran discards everything after
+        // the last checkpoint of a failed sync anyway.
+        Err(error) => Err(error),
     }
 }
 

@@ -26,32 +26,50 @@ fn statuses(sim: &simulator::SimulatorHandle, prefix: &str) -> Vec<u16> {
         .collect()
 }
 
-/// A 400 is not retried: one request, then a status naming endpoint and window.
-#[tokio::test]
-async fn bad_request_is_not_retried() {
+/// Runs one Update of the zone table and the time series against a
+/// simulator with `faults`, with extra configuration keys.
+async fn sync_with_faults(
+    faults: Faults,
+    extra: &[(&str, &str)],
+) -> (simulator::SimulatorHandle, crate::support::UpdateRun) {
     let sim = spawn_simulator().await;
-    sim.set_faults(Faults {
-        max_range_days: Some(5),
-        ..Faults::default()
-    });
+    sim.set_faults(faults);
     let connector = spawn_connector().await;
     let mut config = configuration(&sim);
     config.insert("static_endpoints".into(), "zone".into());
-    config.insert("max_in_flight_requests".into(), "1".into());
+    for (key, value) in extra {
+        config.insert((*key).into(), (*value).into());
+    }
     let run = update(&connector, config, None, None).await;
-    let status = run.status.unwrap();
-    assert_eq!(status.code(), Code::FailedPrecondition);
-    assert!(
-        status
-            .message()
-            .contains("/api/data/traffic for 2025-01-01..2025-01-31"),
-        "{}",
-        status.message()
-    );
-    assert!(
-        status.message().contains("HTTP 400"),
-        "{}",
-        status.message()
+    (sim, run)
+}
+
+/// Asserts the stream ended with `code` and a message containing every fragment.
+#[track_caller]
+fn assert_failed(run: &crate::support::UpdateRun, code: Code, fragments: &[&str]) {
+    let status = run.status.as_ref().expect("the sync should fail");
+    assert_eq!(status.code(), code, "{}", status.message());
+    for fragment in fragments {
+        assert!(
+            status.message().contains(fragment),
+            "{fragment:?} not in {}",
+            status.message()
+        );
+    }
+}
+
+/// A 400 is not retried: one request, then a status naming endpoint and window.
+#[tokio::test]
+async fn bad_request_is_not_retried() {
+    let faults = Faults {
+        max_range_days: Some(5),
+        ..Faults::default()
+    };
+    let (sim, run) = sync_with_faults(faults, &[("max_in_flight_requests", "1")]).await;
+    assert_failed(
+        &run,
+        Code::FailedPrecondition,
+        &["/api/data/traffic for 2025-01-01..2025-01-31", "HTTP 400"],
     );
     assert_eq!(statuses(&sim, "/api/data/"), [400]);
 }
@@ -82,28 +100,16 @@ async fn not_found_is_not_retried() {
 /// 5xx answers are retried within the attempt budget, then reported.
 #[tokio::test]
 async fn server_errors_are_retried_up_to_the_attempt_budget() {
-    let sim = spawn_simulator().await;
-    sim.set_faults(Faults {
+    let faults = Faults {
         fail_next_requests: 10,
         ..Faults::default()
-    });
-    let connector = spawn_connector().await;
-    let mut config = configuration(&sim);
-    config.insert("max_attempts".into(), "4".into());
-    config.insert("static_endpoints".into(), "zone".into());
-    config.insert("max_in_flight_requests".into(), "1".into());
-    let run = update(&connector, config, None, None).await;
-    let status = run.status.unwrap();
-    assert_eq!(status.code(), Code::Unavailable);
-    assert!(
-        status.message().contains("/api/zone failed 4 time(s)"),
-        "{}",
-        status.message()
-    );
-    assert!(
-        status.message().contains("HTTP 503"),
-        "{}",
-        status.message()
+    };
+    let extra = [("max_attempts", "4"), ("max_in_flight_requests", "1")];
+    let (sim, run) = sync_with_faults(faults, &extra).await;
+    assert_failed(
+        &run,
+        Code::Unavailable,
+        &["/api/zone failed 4 time(s)", "HTTP 503"],
     );
     assert_eq!(statuses(&sim, "/api/zone"), [503, 503, 503, 503]);
 }
@@ -134,26 +140,18 @@ async fn refused_token_is_refreshed_once_then_a_task() {
 /// Truncated JSON is a clear error naming endpoint and window, never the payload.
 #[tokio::test]
 async fn truncated_body_is_a_clear_error() {
-    let sim = spawn_simulator().await;
-    sim.set_faults(Faults {
+    let faults = Faults {
         malformed_body_rate: 1.0,
         ..Faults::default()
-    });
-    let connector = spawn_connector().await;
-    let mut config = configuration(&sim);
-    config.insert("static_endpoints".into(), "zone".into());
-    let run = update(&connector, config, None, None).await;
-    let status = run.status.unwrap();
-    assert_eq!(status.code(), Code::DataLoss);
-    assert!(
-        status
-            .message()
-            .contains("/api/data/traffic for 2025-01-01..2025-01-31: the body is truncated JSON"),
-        "{}",
-        status.message()
+    };
+    let (_sim, run) = sync_with_faults(faults, &[]).await;
+    assert_failed(
+        &run,
+        Code::DataLoss,
+        &["/api/data/traffic for 2025-01-01..2025-01-31: the body is truncated JSON"],
     );
     assert!(
-        !status.message().contains("recordDate"),
+        !run.status.unwrap().message().contains("recordDate"),
         "no payload in messages"
     );
 }
@@ -484,55 +482,31 @@ async fn dropped_connections_are_retried() {
 /// A request that exceeds its timeout is retried, then reported as unavailable.
 #[tokio::test]
 async fn timeouts_are_retried_then_reported() {
-    let sim = spawn_simulator().await;
-    sim.set_faults(Faults {
+    let faults = Faults {
         latency_ms: 1_500,
         ..Faults::default()
-    });
-    let connector = spawn_connector().await;
-    let mut config = configuration(&sim);
-    config.insert("static_endpoints".into(), "zone".into());
-    config.insert("request_timeout_secs".into(), "1".into());
-    config.insert("max_attempts".into(), "2".into());
-    config.insert("max_in_flight_requests".into(), "1".into());
-    let run = update(&connector, config, None, None).await;
-    let status = run.status.unwrap();
-    assert_eq!(status.code(), Code::Unavailable);
-    assert!(
-        status.message().contains("timed out"),
-        "{}",
-        status.message()
-    );
-    assert!(
-        status.message().contains("failed 2 time(s)"),
-        "{}",
-        status.message()
-    );
+    };
+    let extra = [
+        ("request_timeout_secs", "1"),
+        ("max_attempts", "2"),
+        ("max_in_flight_requests", "1"),
+    ];
+    let (_sim, run) = sync_with_faults(faults, &extra).await;
+    assert_failed(&run, Code::Unavailable, &["timed out", "failed 2 time(s)"]);
 }
 
 /// An object where the list of rows belongs is a clear error naming the window.
 #[tokio::test]
 async fn wrong_shape_is_a_clear_error() {
-    let sim = spawn_simulator().await;
-    sim.set_faults(Faults {
+    let faults = Faults {
         wrong_shape: true,
         ..Faults::default()
-    });
-    let connector = spawn_connector().await;
-    let mut config = configuration(&sim);
-    config.insert("static_endpoints".into(), "zone".into());
-    let run = update(&connector, config, None, None).await;
-    let status = run.status.unwrap();
-    assert_eq!(status.code(), Code::DataLoss);
-    assert!(
-        status.message().contains("`results` is not a list"),
-        "{}",
-        status.message()
-    );
-    assert!(
-        status.message().contains("for 2025-01-01..2025-01-31"),
-        "{}",
-        status.message()
+    };
+    let (_sim, run) = sync_with_faults(faults, &[]).await;
+    assert_failed(
+        &run,
+        Code::DataLoss,
+        &["`results` is not a list", "for 2025-01-01..2025-01-31"],
     );
 }
 
@@ -572,24 +546,13 @@ async fn unusable_rows_become_a_counted_warning() {
 /// with a clear error, without exhausting memory.
 #[tokio::test]
 async fn endless_body_hits_the_size_cap() {
-    let sim = spawn_simulator().await;
-    sim.set_faults(Faults {
+    let faults = Faults {
         endless_body: true,
         ..Faults::default()
-    });
-    let connector = spawn_connector().await;
-    let mut config = configuration(&sim);
-    config.insert("static_endpoints".into(), "zone".into());
-    config.insert("max_response_mb".into(), "1".into());
-    config.insert("max_in_flight_requests".into(), "1".into());
-    let run = update(&connector, config, None, None).await;
-    let status = run.status.unwrap();
-    assert_eq!(status.code(), Code::DataLoss);
-    assert!(
-        status.message().contains("larger than the 1 MB limit"),
-        "{}",
-        status.message()
-    );
+    };
+    let extra = [("max_response_mb", "1"), ("max_in_flight_requests", "1")];
+    let (_sim, run) = sync_with_faults(faults, &extra).await;
+    assert_failed(&run, Code::DataLoss, &["larger than the 1 MB limit"]);
 }
 
 /// Odd selections: everything deselected fetches no data and still
