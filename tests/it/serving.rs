@@ -56,3 +56,60 @@ async fn reflection_lists_the_connector_service() {
     );
     assert!(names.contains(&"grpc.health.v1.Health"), "{names:?}");
 }
+
+/// Reflection can describe the connector (what `grpcurl describe` asks),
+/// through both the v1 and the v1alpha service.
+#[tokio::test]
+async fn reflection_describes_the_connector_in_v1_and_v1alpha() {
+    use tonic_reflection::pb::v1alpha;
+
+    let connector = spawn_connector().await;
+    let mut v1 = ServerReflectionClient::new(connector.channel.clone());
+    let request = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::FileContainingSymbol(
+            "fivetran_sdk.v2.SourceConnector".into(),
+        )),
+    };
+    let response = v1
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner()
+        .message()
+        .await
+        .unwrap()
+        .unwrap();
+    let Some(MessageResponse::FileDescriptorResponse(files)) = response.message_response else {
+        panic!("no descriptor for the connector");
+    };
+    assert!(!files.file_descriptor_proto.is_empty());
+
+    let mut alpha =
+        v1alpha::server_reflection_client::ServerReflectionClient::new(connector.channel.clone());
+    let request = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let response = alpha
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner()
+        .message()
+        .await
+        .unwrap()
+        .unwrap();
+    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        response.message_response
+    else {
+        panic!("unexpected v1alpha answer");
+    };
+    assert!(
+        list.service
+            .iter()
+            .any(|s| s.name == "fivetran_sdk.v2.SourceConnector")
+    );
+}
