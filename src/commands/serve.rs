@@ -1,8 +1,9 @@
 //! `sensource-connector --port N`: serve Fivetran's protocol until SIGTERM.
 
-use std::process::ExitCode;
+use std::{process::ExitCode, time::Duration};
 
-use tracing::Level;
+use tokio::sync::oneshot;
+use tracing::{Level, warn};
 
 use crate::{
     grpc::{
@@ -12,6 +13,11 @@ use crate::{
     telemetry,
 };
 
+/// How long a stop signal waits for running calls before the process exits.
+/// A sync cut short here resumes from its last checkpoint, so waiting for a
+/// multi-hour backfill to finish is never necessary.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
 /// Binds the port and serves until Ctrl-C or SIGTERM. Logs go to stdout as
 /// Fivetran JSON lines; nothing else is printed there.
 ///
@@ -20,6 +26,25 @@ use crate::{
 pub async fn run(port: u16) -> anyhow::Result<ExitCode> {
     telemetry::init(std::io::stdout, Level::INFO);
     let listener = bind(port)?;
-    serve(listener, ConnectorService::default(), shutdown_signal()).await?;
+    let service = ConnectorService::default();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let mut server = tokio::spawn(serve(listener, service.clone(), async move {
+        let _ = stopped.await;
+    }));
+    tokio::select! {
+        finished = &mut server => {
+            finished??;
+            return Ok(ExitCode::SUCCESS);
+        }
+        () = shutdown_signal() => {}
+    }
+    let _ = stop.send(());
+    match tokio::time::timeout(SHUTDOWN_GRACE, &mut server).await {
+        Ok(finished) => finished??,
+        Err(_) => warn!(
+            syncs = service.running_syncs(),
+            "Stopping with calls still running; their syncs resume from the last checkpoint."
+        ),
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -286,3 +286,69 @@ async fn served_binary_logs_json_lines_and_stops_on_sigterm() {
     }
     assert!(rest.contains("Shutdown signal received"), "{rest}");
 }
+
+/// SIGTERM during a long Update stops the server within its grace period
+/// (the sync resumes later from its last checkpoint) instead of waiting for
+/// the backfill to finish.
+#[tokio::test]
+async fn sigterm_during_a_sync_stops_the_server_promptly() {
+    use std::io::{BufRead, BufReader};
+
+    let sim = spawn_simulator().await;
+    sim.set_faults(Faults {
+        latency_ms: 60_000,
+        ..Faults::default()
+    });
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = Command::new(BINARY)
+        .args(["--port", &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut stdout = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        assert!(line.contains("Serving"), "{line}");
+        stdout
+    })
+    .await
+    .unwrap();
+    let mut client =
+        fivetran_source::grpc::pb::source_connector_client::SourceConnectorClient::connect(
+            format!("http://127.0.0.1:{port}"),
+        )
+        .await
+        .unwrap();
+    let _stream = client
+        .update(fivetran_source::grpc::pb::UpdateRequest {
+            configuration: debug_configuration(&sim),
+            selection: None,
+            state_json: None,
+        })
+        .await
+        .unwrap();
+
+    let started = std::time::Instant::now();
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let (status, logs) = tokio::task::spawn_blocking(move || {
+        let mut logs = String::new();
+        std::io::Read::read_to_string(&mut stdout, &mut logs).unwrap();
+        (child.wait().unwrap(), logs)
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    assert!(logs.contains("resume from the last checkpoint"), "{logs}");
+}
