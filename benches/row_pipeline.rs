@@ -12,8 +12,8 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use fivetran_source::{
     api::rows::RowSplitter,
-    grpc::convert,
-    record::{Record, map_row},
+    grpc::{convert, wire::BatchEncoder},
+    record::map_row_into,
     schema::{ColumnSpec, Table},
     selection::ColumnFilter,
     sync::SyncEvent,
@@ -51,7 +51,7 @@ fn traffic_body(rows: usize) -> Vec<u8> {
 fn body_to_encoded_messages(body: &[u8], declared: &[&'static ColumnSpec]) -> usize {
     let mut splitter = RowSplitter::new();
     let (mut rows, mut ranges) = (Vec::new(), Vec::new());
-    let mut batch: Vec<Record> = Vec::with_capacity(100);
+    let mut encoder = BatchEncoder::default();
     let mut encoded = Vec::with_capacity(64 * 1024);
     let mut total = 0;
     for chunk in body.chunks(NETWORK_CHUNK) {
@@ -59,12 +59,16 @@ fn body_to_encoded_messages(body: &[u8], declared: &[&'static ColumnSpec]) -> us
             .feed(chunk, &mut rows, &mut ranges)
             .expect("benchmark body is valid");
         for range in ranges.drain(..) {
-            let record = map_row(Table::Traffic, declared, &rows[range], &ColumnFilter::All)
-                .expect("benchmark rows are valid");
-            batch.push(record);
-            if batch.len() == 100 {
-                let message =
-                    convert::update_response(SyncEvent::Records(std::mem::take(&mut batch)));
+            map_row_into(
+                Table::Traffic,
+                declared,
+                &rows[range],
+                &ColumnFilter::All,
+                &mut encoder,
+            )
+            .expect("benchmark rows are valid");
+            if encoder.records() == 100 {
+                let message = convert::update_response(SyncEvent::Records(encoder.take()));
                 encoded.clear();
                 message.encode(&mut encoded).expect("a Vec grows as needed");
                 total += encoded.len();

@@ -55,6 +55,21 @@ pub struct Record {
     pub values: Vec<(Cow<'static, str>, Value)>,
 }
 
+impl Value {
+    /// A borrowed view, for sinks.
+    pub fn as_ref(&self) -> ValueRef<'_> {
+        match self {
+            Value::Null => ValueRef::Null,
+            Value::Bool(flag) => ValueRef::Bool(*flag),
+            Value::Long(number) => ValueRef::Long(*number),
+            Value::Double(number) => ValueRef::Double(*number),
+            Value::String(text) => ValueRef::String(Cow::Borrowed(text)),
+            Value::UtcDatetime(time) => ValueRef::UtcDatetime(*time),
+            Value::Json(text) => ValueRef::Json(Cow::Borrowed(text)),
+        }
+    }
+}
+
 impl Record {
     /// A truncate of `table`.
     pub fn truncate(table: Table) -> Self {
@@ -112,82 +127,198 @@ pub enum RowError {
     InvalidJson,
 }
 
-/// Maps one API row (the bytes of one JSON object) to an upsert for `table`,
-/// parsing straight into typed values without building a JSON tree.
-///
-/// Declared columns (`declared`, already narrowed to the configured metrics)
-/// are coerced to their type and sent as NULL when absent, because an upsert
-/// replaces the whole row. Unknown fields are passed through under their
-/// normalized name with a type inferred from the JSON value. Columns the
-/// filter excludes are dropped; primary keys never are.
+/// A cell value on its way to a sink: text is borrowed from the response
+/// body when it can be, so a sink that encodes it never allocates.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ValueRef<'a> {
+    /// SQL NULL.
+    Null,
+    /// `BOOLEAN`.
+    Bool(bool),
+    /// `LONG`.
+    Long(i64),
+    /// `DOUBLE`.
+    Double(f64),
+    /// `STRING`.
+    String(Cow<'a, str>),
+    /// `UTC_DATETIME`.
+    UtcDatetime(DateTime<Utc>),
+    /// `JSON` text.
+    Json(Cow<'a, str>),
+}
+
+impl ValueRef<'_> {
+    /// The owned value.
+    pub fn into_value(self) -> Value {
+        match self {
+            ValueRef::Null => Value::Null,
+            ValueRef::Bool(flag) => Value::Bool(flag),
+            ValueRef::Long(number) => Value::Long(number),
+            ValueRef::Double(number) => Value::Double(number),
+            ValueRef::String(text) => Value::String(text.into_owned()),
+            ValueRef::UtcDatetime(time) => Value::UtcDatetime(time),
+            ValueRef::Json(text) => Value::Json(text.into_owned()),
+        }
+    }
+}
+
+/// Receives mapped rows column by column. The sync hands a sink from the
+/// gRPC layer that encodes rows straight into protobuf bytes; [`RecordBuilder`]
+/// builds domain [`Record`]s.
+pub trait RowSink {
+    /// A new row of `table` starts.
+    fn begin(&mut self, table: Table);
+    /// One column of the current row, under its destination name.
+    fn column(&mut self, name: &str, value: ValueRef<'_>);
+    /// The current row is complete.
+    fn commit(&mut self);
+    /// The current row is unusable: forget its columns.
+    fn abandon(&mut self);
+}
+
+/// A [`RowSink`] that collects domain [`Record`]s.
+#[derive(Debug, Default)]
+pub struct RecordBuilder {
+    /// Completed records.
+    pub records: Vec<Record>,
+    current: Option<Record>,
+}
+
+impl RowSink for RecordBuilder {
+    fn begin(&mut self, table: Table) {
+        self.current = Some(Record {
+            table,
+            operation: Operation::Upsert,
+            values: Vec::new(),
+        });
+    }
+
+    fn column(&mut self, name: &str, value: ValueRef<'_>) {
+        if let Some(record) = &mut self.current {
+            record
+                .values
+                .push((Cow::Owned(name.to_owned()), value.into_value()));
+        }
+    }
+
+    fn commit(&mut self) {
+        self.records.extend(self.current.take());
+    }
+
+    fn abandon(&mut self) {
+        self.current = None;
+    }
+}
+
+/// Maps one API row (the bytes of one JSON object) to a domain upsert for
+/// `table`. See [`map_row_into`].
 ///
 /// # Errors
-/// [`RowError`] when the row is not an object, a key is missing, or a
-/// declared field has the wrong type.
+/// [`RowError`] when the row is unusable.
 pub fn map_row(
     table: Table,
     declared: &[&'static ColumnSpec],
     row: &[u8],
     filter: &ColumnFilter,
 ) -> Result<Record, RowError> {
+    let mut builder = RecordBuilder::default();
+    map_row_into(table, declared, row, filter, &mut builder)?;
+    builder.records.pop().ok_or(RowError::NotAnObject)
+}
+
+/// Maps one API row (the bytes of one JSON object) into `sink` as an upsert
+/// for `table`, parsing straight into typed values without a JSON tree.
+///
+/// Declared columns (`declared`, already narrowed to the configured metrics)
+/// are coerced to their type and sent as NULL when absent, because an upsert
+/// replaces the whole row. Unknown fields are passed through under their
+/// normalized name with a type inferred from the JSON value. Columns the
+/// filter excludes are dropped; primary keys never are. An unusable row is
+/// abandoned in the sink.
+///
+/// # Errors
+/// [`RowError`] when the row is not an object, a key is missing, or a
+/// declared field has the wrong type.
+pub fn map_row_into(
+    table: Table,
+    declared: &[&'static ColumnSpec],
+    row: &[u8],
+    filter: &ColumnFilter,
+    sink: &mut impl RowSink,
+) -> Result<(), RowError> {
     let mut deserializer = serde_json::Deserializer::from_slice(row);
+    sink.begin(table);
     let seed = RowSeed {
         table,
         declared,
         filter,
+        sink: &mut *sink,
     };
-    let mapped = seed
-        .deserialize(&mut deserializer)
-        .map_err(|_| RowError::InvalidJson)?;
-    deserializer.end().map_err(|_| RowError::InvalidJson)?;
-    mapped
+    let mapped = match seed.deserialize(&mut deserializer) {
+        Ok(mapped) => deserializer
+            .end()
+            .map_err(|_| RowError::InvalidJson)
+            .and(mapped),
+        Err(_) => Err(RowError::InvalidJson),
+    };
+    match mapped {
+        Ok(()) => {
+            sink.commit();
+            Ok(())
+        }
+        Err(problem) => {
+            sink.abandon();
+            Err(problem)
+        }
+    }
 }
 
-struct RowSeed<'a> {
+struct RowSeed<'a, S> {
     table: Table,
     declared: &'a [&'static ColumnSpec],
     filter: &'a ColumnFilter,
+    sink: &'a mut S,
 }
 
-impl<'de> DeserializeSeed<'de> for RowSeed<'_> {
-    type Value = Result<Record, RowError>;
+impl<'de, S: RowSink> DeserializeSeed<'de> for RowSeed<'_, S> {
+    type Value = Result<(), RowError>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_any(self)
     }
 }
 
-impl<'de> Visitor<'de> for RowSeed<'_> {
-    type Value = Result<Record, RowError>;
+impl<'de, S: RowSink> Visitor<'de> for RowSeed<'_, S> {
+    type Value = Result<(), RowError>;
 
     fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str("a JSON object")
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut values: Vec<(Cow<'static, str>, Value)> =
-            Vec::with_capacity(self.declared.len() + 2);
         // Which declared columns were present (at most 64 declared columns).
         let mut seen: u64 = 0;
         let mut problem: Option<RowError> = None;
+        // Names of passed-through fields, to drop duplicates (rare: a Vec).
+        let mut extra_names: Vec<String> = Vec::new();
         while let Some(key) = map.next_key_seed(KeySeed)? {
             if let Some(position) = self.declared.iter().position(|c| c.source == key) {
                 let column = self.declared[position];
                 let bit = 1u64 << (position % 64);
                 let wanted = column.primary_key || self.filter.includes(column.name);
-                if seen & bit != 0 || !wanted {
+                if seen & bit != 0 || !wanted || problem.is_some() {
                     map.next_value::<IgnoredAny>()?;
                     seen |= bit;
                     continue;
                 }
                 seen |= bit;
                 match map.next_value_seed(TypedSeed(column.column_type))? {
-                    Ok(Value::Null) if column.primary_key => {
-                        problem.get_or_insert(RowError::MissingKey(column.source));
+                    Ok(ValueRef::Null) if column.primary_key => {
+                        problem = Some(RowError::MissingKey(column.source));
                     }
-                    Ok(value) => values.push((Cow::Borrowed(column.name), value)),
+                    Ok(value) => self.sink.column(column.name, value),
                     Err(expected) => {
-                        problem.get_or_insert(RowError::BadValue {
+                        problem = Some(RowError::BadValue {
                             field: column.source.to_owned(),
                             expected,
                         });
@@ -198,14 +329,18 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
                 map.next_value::<IgnoredAny>()?;
             } else {
                 let name = normalize_column_name(&key);
-                if !self.filter.includes(&name)
-                    || values.iter().any(|(existing, _)| *existing == name)
+                let declared_name = self.declared.iter().any(|c| c.name == name);
+                if problem.is_some()
+                    || declared_name
+                    || !self.filter.includes(&name)
+                    || extra_names.contains(&name)
                 {
                     map.next_value::<IgnoredAny>()?;
                     continue;
                 }
                 let raw: Json = map.next_value()?;
-                values.push((Cow::Owned(name), infer(raw)));
+                self.sink.column(&name, infer(raw));
+                extra_names.push(name);
             }
         }
         if let Some(problem) = problem {
@@ -219,14 +354,10 @@ impl<'de> Visitor<'de> for RowSeed<'_> {
                 return Ok(Err(RowError::MissingKey(column.source)));
             }
             if self.filter.includes(column.name) {
-                values.push((Cow::Borrowed(column.name), Value::Null));
+                self.sink.column(column.name, ValueRef::Null);
             }
         }
-        Ok(Ok(Record {
-            table: self.table,
-            operation: Operation::Upsert,
-            values,
-        }))
+        Ok(Ok(()))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
@@ -296,14 +427,14 @@ impl<'de> Visitor<'de> for KeySeed {
 struct TypedSeed(ColumnType);
 
 impl<'de> DeserializeSeed<'de> for TypedSeed {
-    type Value = Result<Value, &'static str>;
+    type Value = Result<ValueRef<'de>, &'static str>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         if self.0 == ColumnType::Json {
             let raw = Json::deserialize(deserializer)?;
             return Ok(Ok(match raw {
-                Json::Null => Value::Null,
-                other => Value::Json(other.to_string()),
+                Json::Null => ValueRef::Null,
+                other => ValueRef::Json(Cow::Owned(other.to_string())),
             }));
         }
         deserializer.deserialize_any(self)
@@ -323,36 +454,36 @@ impl TypedSeed {
 }
 
 impl<'de> Visitor<'de> for TypedSeed {
-    type Value = Result<Value, &'static str>;
+    type Value = Result<ValueRef<'de>, &'static str>;
 
     fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str(self.expected())
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Ok(Value::Null))
+        Ok(Ok(ValueRef::Null))
     }
 
     fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
-        Ok(Ok(Value::Null))
+        Ok(Ok(ValueRef::Null))
     }
 
     fn visit_bool<E: de::Error>(self, flag: bool) -> Result<Self::Value, E> {
         Ok(match self.0 {
-            ColumnType::Boolean => Ok(Value::Bool(flag)),
-            ColumnType::String => Ok(Value::String(flag.to_string())),
+            ColumnType::Boolean => Ok(ValueRef::Bool(flag)),
+            ColumnType::String => Ok(ValueRef::String(Cow::Owned(flag.to_string()))),
             _ => Err(self.expected()),
         })
     }
 
     fn visit_i64<E: de::Error>(self, number: i64) -> Result<Self::Value, E> {
         Ok(match self.0 {
-            ColumnType::Long => Ok(Value::Long(number)),
-            ColumnType::Double => Ok(Value::Double(number as f64)),
-            ColumnType::String => Ok(Value::String(number.to_string())),
+            ColumnType::Long => Ok(ValueRef::Long(number)),
+            ColumnType::Double => Ok(ValueRef::Double(number as f64)),
+            ColumnType::String => Ok(ValueRef::String(Cow::Owned(number.to_string()))),
             ColumnType::Boolean => match number {
-                0 => Ok(Value::Bool(false)),
-                1 => Ok(Value::Bool(true)),
+                0 => Ok(ValueRef::Bool(false)),
+                1 => Ok(ValueRef::Bool(true)),
                 _ => Err(self.expected()),
             },
             _ => Err(self.expected()),
@@ -363,8 +494,8 @@ impl<'de> Visitor<'de> for TypedSeed {
         match i64::try_from(number) {
             Ok(number) => self.visit_i64(number),
             Err(_) => Ok(match self.0 {
-                ColumnType::Double => Ok(Value::Double(number as f64)),
-                ColumnType::String => Ok(Value::String(number.to_string())),
+                ColumnType::Double => Ok(ValueRef::Double(number as f64)),
+                ColumnType::String => Ok(ValueRef::String(Cow::Owned(number.to_string()))),
                 _ => Err(self.expected()),
             }),
         }
@@ -372,24 +503,25 @@ impl<'de> Visitor<'de> for TypedSeed {
 
     fn visit_f64<E: de::Error>(self, number: f64) -> Result<Self::Value, E> {
         Ok(match self.0 {
-            ColumnType::Double => Ok(Value::Double(number)),
+            ColumnType::Double => Ok(ValueRef::Double(number)),
             ColumnType::Long => whole_f64_to_i64(number)
-                .map(Value::Long)
+                .map(ValueRef::Long)
                 .ok_or(self.expected()),
-            ColumnType::String => Ok(Value::String(number.to_string())),
+            ColumnType::String => Ok(ValueRef::String(Cow::Owned(number.to_string()))),
             _ => Err(self.expected()),
         })
     }
 
+    fn visit_borrowed_str<E: de::Error>(self, text: &'de str) -> Result<Self::Value, E> {
+        Ok(coerce_text(self.0, Cow::Borrowed(text)).ok_or(self.expected()))
+    }
+
     fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
-        Ok(coerce_text(self.0, text).ok_or(self.expected()))
+        Ok(coerce_text(self.0, Cow::Owned(text.to_owned())).ok_or(self.expected()))
     }
 
     fn visit_string<E: de::Error>(self, text: String) -> Result<Self::Value, E> {
-        if self.0 == ColumnType::String {
-            return Ok(Ok(Value::String(text)));
-        }
-        self.visit_str(&text)
+        Ok(coerce_text(self.0, Cow::Owned(text)).ok_or(self.expected()))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
@@ -406,27 +538,29 @@ impl<'de> Visitor<'de> for TypedSeed {
 
 /// A string value as a declared type: numbers may arrive as strings
 /// (`avgoccupancy` does), booleans as words.
-fn coerce_text(column_type: ColumnType, text: &str) -> Option<Value> {
+fn coerce_text(column_type: ColumnType, text: Cow<'_, str>) -> Option<ValueRef<'_>> {
     let trimmed = text.trim();
     match column_type {
-        ColumnType::String => Some(Value::String(text.to_owned())),
-        ColumnType::Json => Some(Value::Json(Json::String(text.to_owned()).to_string())),
+        ColumnType::String => Some(ValueRef::String(text)),
+        ColumnType::Json => Some(ValueRef::Json(Cow::Owned(
+            Json::String(text.into_owned()).to_string(),
+        ))),
         ColumnType::Long => trimmed
             .parse::<i64>()
             .ok()
             .or_else(|| trimmed.parse::<f64>().ok().and_then(whole_f64_to_i64))
-            .map(Value::Long),
+            .map(ValueRef::Long),
         ColumnType::Double => trimmed
             .parse::<f64>()
             .ok()
             .filter(|number| number.is_finite())
-            .map(Value::Double),
+            .map(ValueRef::Double),
         ColumnType::Boolean => match trimmed {
-            "true" | "True" | "TRUE" | "1" => Some(Value::Bool(true)),
-            "false" | "False" | "FALSE" | "0" => Some(Value::Bool(false)),
+            "true" | "True" | "TRUE" | "1" => Some(ValueRef::Bool(true)),
+            "false" | "False" | "FALSE" | "0" => Some(ValueRef::Bool(false)),
             _ => None,
         },
-        ColumnType::UtcDatetime => parse_utc_timestamp(trimmed).map(Value::UtcDatetime),
+        ColumnType::UtcDatetime => parse_utc_timestamp(trimmed).map(ValueRef::UtcDatetime),
     }
 }
 
@@ -484,16 +618,16 @@ fn whole_f64_to_i64(number: f64) -> Option<i64> {
 }
 
 /// The value of an undeclared field, typed from its JSON shape.
-fn infer(raw: Json) -> Value {
+fn infer(raw: Json) -> ValueRef<'static> {
     match raw {
-        Json::Null => Value::Null,
-        Json::Bool(flag) => Value::Bool(flag),
+        Json::Null => ValueRef::Null,
+        Json::Bool(flag) => ValueRef::Bool(flag),
         Json::Number(number) => match number.as_i64() {
-            Some(integer) => Value::Long(integer),
-            None => number.as_f64().map_or(Value::Null, Value::Double),
+            Some(integer) => ValueRef::Long(integer),
+            None => number.as_f64().map_or(ValueRef::Null, ValueRef::Double),
         },
-        Json::String(text) => Value::String(text),
-        other => Value::Json(other.to_string()),
+        Json::String(text) => ValueRef::String(Cow::Owned(text)),
+        other => ValueRef::Json(Cow::Owned(other.to_string())),
     }
 }
 

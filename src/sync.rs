@@ -24,7 +24,7 @@ use crate::{
     },
     chunk::{PlanSettings, PlannedChunk, plan_table},
     config::Config,
-    record::{Record, RowError, map_row},
+    record::{RowError, RowSink, map_row_into},
     schema::{ColumnSpec, Table},
     selection::{ColumnFilter, Selection},
     state::State,
@@ -35,11 +35,27 @@ pub const MAX_BATCH_RECORDS: usize = 100;
 /// Approximate upper bound of one `Records` message.
 pub const MAX_BATCH_BYTES: usize = 100 * 1024;
 
+/// Turns mapped rows into the batches the stream carries. The gRPC layer's
+/// implementation encodes protobuf directly; the sync never sees the format.
+pub trait BatchSink: RowSink + Default + Send + 'static {
+    /// A finished batch.
+    type Batch: Send + fmt::Debug + 'static;
+    /// Appends a TRUNCATE of `table`.
+    fn truncate(&mut self, table: Table);
+    /// Records in the pending batch.
+    fn records(&self) -> usize;
+    /// Approximate size of the pending batch in bytes.
+    fn bytes(&self) -> usize;
+    /// Hands over the pending batch and starts a new one.
+    fn take(&mut self) -> Self::Batch;
+}
+
 /// What the sync tells Fivetran, in stream order.
 #[derive(Debug, Clone, PartialEq)]
-pub enum SyncEvent {
-    /// At most [`MAX_BATCH_RECORDS`] records.
-    Records(Vec<Record>),
+pub enum SyncEvent<B> {
+    /// A batch of at most [`MAX_BATCH_RECORDS`] records, about
+    /// [`MAX_BATCH_BYTES`] at most.
+    Records(B),
     /// New state; every record it covers was sent before it.
     Checkpoint(String),
     /// Something the user should know; the sync goes on.
@@ -86,7 +102,7 @@ pub enum SyncOutcome {
 }
 
 /// The receiving side of a sync: stream items are events or a final error.
-pub type EventSender = mpsc::Sender<Result<SyncEvent, SyncError>>;
+pub type EventSender<B> = mpsc::Sender<Result<SyncEvent<B>, SyncError>>;
 
 /// Runs one sync, sending events into `events`. Sending waits while the
 /// channel is full: that wait is the backpressure that keeps memory bounded.
@@ -94,14 +110,14 @@ pub type EventSender = mpsc::Sender<Result<SyncEvent, SyncError>>;
 /// # Errors
 /// A [`SyncError`] when the API fails for good; the caller forwards it as the
 /// stream's last item.
-pub async fn run(
+pub async fn run<S: BatchSink>(
     request: SyncRequest,
     api: Arc<ApiClient>,
-    events: EventSender,
+    events: EventSender<S::Batch>,
 ) -> Result<SyncOutcome, SyncError> {
     let started = Instant::now();
     let mut emitter = Emitter::new(events);
-    match run_inner(&request, api, &mut emitter).await {
+    match run_inner::<S>(&request, api, &mut emitter).await {
         Ok(outcome) => {
             if outcome == SyncOutcome::Completed {
                 info!(
@@ -126,10 +142,10 @@ pub async fn run(
     }
 }
 
-async fn run_inner(
+async fn run_inner<S: BatchSink>(
     request: &SyncRequest,
     api: Arc<ApiClient>,
-    emitter: &mut Emitter,
+    emitter: &mut Emitter<S::Batch>,
 ) -> Result<SyncOutcome, SyncError> {
     macro_rules! emit {
         ($call:expr) => {
@@ -158,7 +174,7 @@ async fn run_inner(
     // sending mapped records through a small channel; the loop below drains
     // them strictly in plan order, so records and checkpoints keep that order.
     let mut pending_jobs = jobs.into_iter();
-    let mut running: VecDeque<RunningJob> = VecDeque::new();
+    let mut running: VecDeque<RunningJob<S::Batch>> = VecDeque::new();
     let mut chunk_number = 0;
     let mut references_done = 0;
     loop {
@@ -166,7 +182,7 @@ async fn run_inner(
             let Some((job, filter)) = pending_jobs.next() else {
                 break;
             };
-            running.push_back(RunningJob::start(&api, &shared_config, job, filter));
+            running.push_back(RunningJob::start::<S>(&api, &shared_config, job, filter));
         }
         let Some(mut current) = running.pop_front() else {
             break;
@@ -175,11 +191,9 @@ async fn run_inner(
         let mut sent = 0usize;
         let summary = loop {
             match current.messages.recv().await {
-                Some(JobMessage::Records(records)) => {
-                    sent += records.len();
-                    for record in records {
-                        emit!(emitter.record(record));
-                    }
+                Some(JobMessage::Records(batch, records)) => {
+                    sent += records;
+                    emit!(emitter.records(batch, records));
                 }
                 Some(JobMessage::Finished(summary)) => break summary,
                 Some(JobMessage::Failed(error)) => return Err(error),
@@ -233,7 +247,6 @@ async fn run_inner(
         // Nothing selected: still confirm the state so Fivetran records a checkpoint.
         emit!(emitter.event(SyncEvent::Checkpoint(state.to_json())));
     }
-    emit!(emitter.flush());
     Ok(SyncOutcome::Completed)
 }
 
@@ -306,15 +319,14 @@ fn plan_jobs(request: &SyncRequest, state: &State) -> Vec<(Job, ColumnFilter)> {
     jobs
 }
 
-/// Records per message from a job to the sync loop.
-const JOB_BATCH_RECORDS: usize = MAX_BATCH_RECORDS;
-/// Messages buffered per running job: with the in-flight limit, this bounds
+/// Batches buffered per running job: with the in-flight limit, this bounds
 /// the records held in memory however large a response is.
 const JOB_CHANNEL_CAPACITY: usize = 4;
 
 /// What a job's task tells the sync loop.
-enum JobMessage {
-    Records(Vec<Record>),
+enum JobMessage<B> {
+    /// A finished batch and how many records it holds.
+    Records(B, usize),
     Finished(JobSummary),
     Failed(SyncError),
 }
@@ -340,19 +352,24 @@ impl JobSummary {
 }
 
 /// A job running in its own task, aborted when dropped.
-struct RunningJob {
+struct RunningJob<B> {
     job: Job,
-    messages: mpsc::Receiver<JobMessage>,
+    messages: mpsc::Receiver<JobMessage<B>>,
     _task: AbortOnDrop<()>,
 }
 
-impl RunningJob {
-    fn start(api: &Arc<ApiClient>, config: &Arc<Config>, job: Job, filter: ColumnFilter) -> Self {
+impl<B: Send + 'static> RunningJob<B> {
+    fn start<S: BatchSink<Batch = B>>(
+        api: &Arc<ApiClient>,
+        config: &Arc<Config>,
+        job: Job,
+        filter: ColumnFilter,
+    ) -> Self {
         let (sender, messages) = mpsc::channel(JOB_CHANNEL_CAPACITY);
         let api = Arc::clone(api);
         let config = Arc::clone(config);
         let task = tokio::spawn(async move {
-            let message = match run_job(&api, &config, job, &filter, &sender).await {
+            let message = match run_job::<S>(&api, &config, job, &filter, &sender).await {
                 Ok(Some(summary)) => JobMessage::Finished(summary),
                 Ok(None) => return,
                 Err(error) => JobMessage::Failed(error),
@@ -370,12 +387,12 @@ impl RunningJob {
 /// Requests one job's rows and sends them, mapped, in batches. A body cut off
 /// mid-stream is requested again (its rows are re-sent, which upserts make
 /// harmless) within the retry budget. `Ok(None)` means the receiver is gone.
-async fn run_job(
+async fn run_job<S: BatchSink>(
     api: &ApiClient,
     config: &Config,
     job: Job,
     filter: &ColumnFilter,
-    sender: &mpsc::Sender<JobMessage>,
+    sender: &mpsc::Sender<JobMessage<S::Batch>>,
 ) -> Result<Option<JobSummary>, SyncError> {
     let table = job.table();
     let declared: Vec<&'static ColumnSpec> = table.columns(config).collect();
@@ -390,6 +407,7 @@ async fn run_job(
             }
         };
         let mut summary = JobSummary::default();
+        let mut sink = S::default();
         let truncate = match job {
             Job::Reference(_) => true,
             Job::Chunk { truncate_first, .. } => truncate_first,
@@ -397,17 +415,10 @@ async fn run_job(
         if truncate {
             // Only once the request succeeded: a failed fetch never truncates.
             summary.truncated = true;
-            if sender
-                .send(JobMessage::Records(vec![Record::truncate(table)]))
-                .await
-                .is_err()
-            {
-                return Ok(None);
-            }
+            sink.truncate(table);
         }
         let mut rows = Vec::with_capacity(64 * 1024);
         let mut ranges = Vec::new();
-        let mut batch = Vec::with_capacity(JOB_BATCH_RECORDS);
         loop {
             let more = match stream.next_rows(&mut rows, &mut ranges).await {
                 Ok(more) => more,
@@ -421,16 +432,19 @@ async fn run_job(
                 Err(error) => return Err(error.into()),
             };
             for range in ranges.drain(..) {
-                match map_row(table, &declared, &rows[range], filter) {
-                    Ok(record) => batch.push(record),
-                    Err(problem) => {
-                        summary.skipped += 1;
-                        summary.first_problem.get_or_insert(problem);
-                    }
+                if let Err(problem) =
+                    map_row_into(table, &declared, &rows[range], filter, &mut sink)
+                {
+                    summary.skipped += 1;
+                    summary.first_problem.get_or_insert(problem);
                 }
-                if batch.len() == JOB_BATCH_RECORDS {
-                    let full = std::mem::replace(&mut batch, Vec::with_capacity(JOB_BATCH_RECORDS));
-                    if sender.send(JobMessage::Records(full)).await.is_err() {
+                if sink.records() >= MAX_BATCH_RECORDS || sink.bytes() >= MAX_BATCH_BYTES {
+                    let records = sink.records();
+                    if sender
+                        .send(JobMessage::Records(sink.take(), records))
+                        .await
+                        .is_err()
+                    {
                         return Ok(None);
                     }
                 }
@@ -440,7 +454,13 @@ async fn run_job(
                 break;
             }
         }
-        if !batch.is_empty() && sender.send(JobMessage::Records(batch)).await.is_err() {
+        let records = sink.records();
+        if records > 0
+            && sender
+                .send(JobMessage::Records(sink.take(), records))
+                .await
+                .is_err()
+        {
             return Ok(None);
         }
         summary.bytes = stream.bytes_read();
@@ -452,59 +472,37 @@ async fn run_job(
 /// The receiver hung up.
 struct Cancelled;
 
-/// Batches records and keeps the stream in event order: a pending batch is
-/// always flushed before a checkpoint, warning or task.
-struct Emitter {
-    events: EventSender,
-    pending: Vec<Record>,
-    pending_bytes: usize,
+/// Sends events in order and counts what was sent. Batches come whole from
+/// the jobs, each finished before its job's checkpoint, so the stream order
+/// is the order of events.
+struct Emitter<B> {
+    events: EventSender<B>,
     records_sent: u64,
     checkpoints_sent: u64,
 }
 
-impl Emitter {
-    fn new(events: EventSender) -> Self {
+impl<B> Emitter<B> {
+    fn new(events: EventSender<B>) -> Self {
         Self {
             events,
-            pending: Vec::with_capacity(MAX_BATCH_RECORDS),
-            pending_bytes: 0,
             records_sent: 0,
             checkpoints_sent: 0,
         }
     }
 
-    async fn record(&mut self, record: Record) -> Result<(), Cancelled> {
-        let size = record.approximate_size();
-        if !self.pending.is_empty() && self.pending_bytes + size > MAX_BATCH_BYTES {
-            self.flush().await?;
-        }
-        self.pending.push(record);
-        self.pending_bytes += size;
-        if self.pending.len() >= MAX_BATCH_RECORDS {
-            self.flush().await?;
-        }
-        Ok(())
-    }
-
-    async fn flush(&mut self) -> Result<(), Cancelled> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let batch = std::mem::replace(&mut self.pending, Vec::with_capacity(MAX_BATCH_RECORDS));
-        self.records_sent += batch.len() as u64;
-        self.pending_bytes = 0;
+    async fn records(&mut self, batch: B, records: usize) -> Result<(), Cancelled> {
+        self.records_sent += records as u64;
         self.send(SyncEvent::Records(batch)).await
     }
 
-    async fn event(&mut self, event: SyncEvent) -> Result<(), Cancelled> {
-        self.flush().await?;
+    async fn event(&mut self, event: SyncEvent<B>) -> Result<(), Cancelled> {
         if matches!(event, SyncEvent::Checkpoint(_)) {
             self.checkpoints_sent += 1;
         }
         self.send(event).await
     }
 
-    async fn send(&mut self, event: SyncEvent) -> Result<(), Cancelled> {
+    async fn send(&mut self, event: SyncEvent<B>) -> Result<(), Cancelled> {
         self.events.send(Ok(event)).await.map_err(|_| Cancelled)
     }
 }

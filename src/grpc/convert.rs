@@ -121,10 +121,10 @@ pub fn selection(selection: Option<pb::Selection>) -> Selection {
 }
 
 /// One sync event as one `UpdateResponse`.
-pub fn update_response(event: SyncEvent) -> pb::UpdateResponse {
+pub fn update_response(event: SyncEvent<EncodedRecords>) -> pb::UpdateResponse {
     use pb::update_response::Operation as Op;
     let operation = match event {
-        SyncEvent::Records(records) => Op::EncodedRecords(EncodedRecords::from_records(&records)),
+        SyncEvent::Records(batch) => Op::EncodedRecords(batch),
         SyncEvent::Checkpoint(state_json) => Op::Checkpoint(pb::Checkpoint { state_json }),
         SyncEvent::Warning(message) => Op::Warning(pb::Warning { message }),
         SyncEvent::Task(message) => Op::Task(pb::Task { message }),

@@ -20,6 +20,7 @@ use tracing::{Instrument, info, info_span, warn};
 use super::{
     convert,
     pb::{self, source_connector_server::SourceConnector},
+    wire::BatchEncoder,
 };
 use crate::{
     api::{ApiClient, TokenCache},
@@ -219,7 +220,7 @@ impl SourceConnector for ConnectorService {
                 let _guard = guard;
                 info!("Sync started.");
                 let failure = events.clone();
-                match sync::run(sync_request, api, events).await {
+                match sync::run::<BatchEncoder>(sync_request, api, events).await {
                     Ok(SyncOutcome::Cancelled) => info!("Sync stopped: the client went away."),
                     Ok(_) => {}
                     Err(error) => {

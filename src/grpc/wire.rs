@@ -13,7 +13,11 @@ use prost::{
 };
 
 use super::pb;
-use crate::record::{Operation as RecordOperation, Record, Value};
+use crate::{
+    record::{Operation as RecordOperation, Record, RowSink, ValueRef},
+    schema::Table,
+    sync::BatchSink,
+};
 
 /// One message of the Update stream (`fivetran_sdk.v2.UpdateResponse`).
 #[derive(Clone, PartialEq, Default, Debug)]
@@ -57,19 +61,20 @@ pub struct EncodedRecords {
 impl EncodedRecords {
     /// Encodes a batch of domain records.
     pub fn from_records(records: &[Record]) -> Self {
-        // A close guess at the size (one allocation, rarely a regrowth), so
-        // each record's length is computed once, where it is written.
-        let estimate = records
-            .iter()
-            .map(|record| 48 + record.values.len() * 24 + record.approximate_size())
-            .sum();
-        let mut bytes = Vec::with_capacity(estimate);
+        let mut encoder = BatchEncoder::default();
         for record in records {
-            // Records.records = 1
-            encode_key(1, WireType::LengthDelimited, &mut bytes);
-            encode_record(record, &mut bytes);
+            match record.operation {
+                RecordOperation::Truncate => encoder.truncate(record.table),
+                RecordOperation::Upsert => {
+                    encoder.begin(record.table);
+                    for (name, value) in &record.values {
+                        encoder.column(name, value.as_ref());
+                    }
+                    encoder.commit();
+                }
+            }
         }
-        Self { bytes }
+        encoder.take()
     }
 
     /// The encoded bytes.
@@ -80,9 +85,115 @@ impl EncodedRecords {
     /// Decodes the batch, as a receiver would.
     ///
     /// # Errors
-    /// Never for bytes made by [`EncodedRecords::from_records`].
+    /// Never for bytes made by this module.
     pub fn decode(&self) -> Result<pb::Records, DecodeError> {
         pb::Records::decode(self.bytes.as_slice())
+    }
+}
+
+/// Encodes mapped rows straight into a `Records` batch: each column becomes
+/// a map entry in a scratch buffer, and a committed row is framed as a
+/// `Record` (table name, entries) and appended to the batch. Nothing is
+/// allocated per row once the buffers have grown.
+#[derive(Debug, Default)]
+pub struct BatchEncoder {
+    batch: Vec<u8>,
+    row: Vec<u8>,
+    table: Option<Table>,
+    records: usize,
+}
+
+impl BatchEncoder {
+    /// Records in the pending batch.
+    pub fn records(&self) -> usize {
+        self.records
+    }
+
+    /// Encoded bytes of the pending batch.
+    pub fn bytes(&self) -> usize {
+        self.batch.len()
+    }
+
+    /// Appends a TRUNCATE record for `table`: a record with no data.
+    pub fn truncate(&mut self, table: Table) {
+        let name = table.name();
+        let length = 1 + length_delimited_len(name.len()) + 2;
+        encode_key(1, WireType::LengthDelimited, &mut self.batch);
+        encode_varint(length as u64, &mut self.batch);
+        encode_str(2, name, &mut self.batch);
+        encode_key(3, WireType::Varint, &mut self.batch);
+        encode_varint(pb::RecordType::Truncate as u64, &mut self.batch);
+        self.records += 1;
+    }
+
+    /// Hands over the pending batch and starts a new one.
+    pub fn take(&mut self) -> EncodedRecords {
+        self.records = 0;
+        let capacity = self.batch.capacity();
+        EncodedRecords {
+            bytes: std::mem::replace(&mut self.batch, Vec::with_capacity(capacity)),
+        }
+    }
+}
+
+impl BatchSink for BatchEncoder {
+    type Batch = EncodedRecords;
+
+    fn truncate(&mut self, table: Table) {
+        BatchEncoder::truncate(self, table);
+    }
+
+    fn records(&self) -> usize {
+        self.records
+    }
+
+    fn bytes(&self) -> usize {
+        self.batch.len()
+    }
+
+    fn take(&mut self) -> EncodedRecords {
+        BatchEncoder::take(self)
+    }
+}
+
+impl RowSink for BatchEncoder {
+    fn begin(&mut self, table: Table) {
+        self.row.clear();
+        self.table = Some(table);
+    }
+
+    fn column(&mut self, name: &str, value: ValueRef<'_>) {
+        let value_length = value_len(&value);
+        let entry_length =
+            1 + length_delimited_len(name.len()) + 1 + length_delimited_len(value_length);
+        // Record.data = 4: one map entry (key = 1, value = 2) per column.
+        encode_key(4, WireType::LengthDelimited, &mut self.row);
+        encode_varint(entry_length as u64, &mut self.row);
+        encode_str(1, name, &mut self.row);
+        encode_key(2, WireType::LengthDelimited, &mut self.row);
+        encode_varint(value_length as u64, &mut self.row);
+        encode_value(&value, &mut self.row);
+    }
+
+    fn commit(&mut self) {
+        let Some(table) = self.table.take() else {
+            return;
+        };
+        let name = table.name();
+        // An upsert: the type field (UPSERT = 0) is the default and omitted.
+        let length = 1 + length_delimited_len(name.len()) + self.row.len();
+        // Records.records = 1; Record.table_name = 2.
+        encode_key(1, WireType::LengthDelimited, &mut self.batch);
+        encode_varint(length as u64, &mut self.batch);
+        encode_str(2, name, &mut self.batch);
+        self.batch.extend_from_slice(&self.row);
+        self.row.clear();
+        self.records += 1;
+    }
+
+    fn abandon(&mut self) {
+        self.row.clear();
+        self.table = None;
     }
 }
 
@@ -91,33 +202,13 @@ fn length_delimited_len(payload: usize) -> usize {
     encoded_len_varint(payload as u64) + payload
 }
 
-fn record_len(record: &Record) -> usize {
-    let table = record.table.name();
-    // table_name = 2
-    let mut length = 1 + length_delimited_len(table.len());
-    // type = 3 (UPSERT is the default and omitted)
-    if record.operation != RecordOperation::Upsert {
-        length += 2;
-    }
-    for (name, value) in &record.values {
-        // data = 4, one map entry per column
-        length += 1 + length_delimited_len(entry_len(name, value));
-    }
-    length
-}
-
-fn entry_len(name: &str, value: &Value) -> usize {
-    // key = 1, value = 2
-    1 + length_delimited_len(name.len()) + 1 + length_delimited_len(value_len(value))
-}
-
-fn value_len(value: &Value) -> usize {
+fn value_len(value: &ValueRef<'_>) -> usize {
     match value {
-        Value::Null | Value::Bool(_) => 2,
-        Value::Long(number) => 1 + encoded_len_varint(*number as u64),
-        Value::Double(_) => 9,
-        Value::UtcDatetime(time) => 1 + length_delimited_len(timestamp_len(time)),
-        Value::String(text) | Value::Json(text) => 1 + length_delimited_len(text.len()),
+        ValueRef::Null | ValueRef::Bool(_) => 2,
+        ValueRef::Long(number) => 1 + encoded_len_varint(*number as u64),
+        ValueRef::Double(_) => 9,
+        ValueRef::UtcDatetime(time) => 1 + length_delimited_len(timestamp_len(time)),
+        ValueRef::String(text) | ValueRef::Json(text) => 1 + length_delimited_len(text.len()),
     }
 }
 
@@ -137,49 +228,26 @@ fn timestamp_len(time: &chrono::DateTime<chrono::Utc>) -> usize {
     length
 }
 
-fn encode_record(record: &Record, buf: &mut Vec<u8>) {
-    encode_varint(record_len(record) as u64, buf);
-    encode_str(2, record.table.name(), buf);
-    match record.operation {
-        RecordOperation::Upsert => {}
-        RecordOperation::Truncate => {
-            encode_key(3, WireType::Varint, buf);
-            encode_varint(pb::RecordType::Truncate as u64, buf);
-        }
-    }
-    for (name, value) in &record.values {
-        let value_length = value_len(value);
-        let entry_length =
-            1 + length_delimited_len(name.len()) + 1 + length_delimited_len(value_length);
-        encode_key(4, WireType::LengthDelimited, buf);
-        encode_varint(entry_length as u64, buf);
-        encode_str(1, name, buf);
-        encode_key(2, WireType::LengthDelimited, buf);
-        encode_varint(value_length as u64, buf);
-        encode_value(value, buf);
-    }
-}
-
 /// The body of a `ValueType` (its `inner` oneof).
-fn encode_value(value: &Value, buf: &mut Vec<u8>) {
+fn encode_value(value: &ValueRef<'_>, buf: &mut Vec<u8>) {
     match value {
-        Value::Null => {
+        ValueRef::Null => {
             encode_key(1, WireType::Varint, buf);
             buf.push(1);
         }
-        Value::Bool(flag) => {
+        ValueRef::Bool(flag) => {
             encode_key(2, WireType::Varint, buf);
             buf.push(u8::from(*flag));
         }
-        Value::Long(number) => {
+        ValueRef::Long(number) => {
             encode_key(5, WireType::Varint, buf);
             encode_varint(*number as u64, buf);
         }
-        Value::Double(number) => {
+        ValueRef::Double(number) => {
             encode_key(7, WireType::SixtyFourBit, buf);
             buf.put_f64_le(*number);
         }
-        Value::UtcDatetime(time) => {
+        ValueRef::UtcDatetime(time) => {
             encode_key(10, WireType::LengthDelimited, buf);
             encode_varint(timestamp_len(time) as u64, buf);
             let (seconds, nanos) = timestamp_parts(time);
@@ -192,8 +260,8 @@ fn encode_value(value: &Value, buf: &mut Vec<u8>) {
                 encode_varint(nanos as u64, buf);
             }
         }
-        Value::String(text) => encode_str(13, text, buf),
-        Value::Json(text) => encode_str(14, text, buf),
+        ValueRef::String(text) => encode_str(13, text, buf),
+        ValueRef::Json(text) => encode_str(14, text, buf),
     }
 }
 
@@ -274,7 +342,7 @@ mod tests {
     use std::borrow::Cow;
 
     use super::*;
-    use crate::{grpc::convert, schema::Table};
+    use crate::{grpc::convert, record::Value};
 
     fn sample_records() -> Vec<Record> {
         let hour = "2025-03-01T10:00:00Z".parse().unwrap();
@@ -356,5 +424,22 @@ mod tests {
             let decoded = UpdateResponse::decode(message.encode_to_vec().as_slice()).unwrap();
             assert_eq!(decoded, message);
         }
+    }
+
+    #[test]
+    fn abandoned_rows_leave_no_trace_in_the_batch() {
+        let mut encoder = BatchEncoder::default();
+        encoder.begin(Table::Zone);
+        encoder.column("zone_id", ValueRef::String("half-written".into()));
+        encoder.abandon();
+        encoder.begin(Table::Zone);
+        encoder.column("zone_id", ValueRef::String("z".into()));
+        encoder.commit();
+        assert_eq!(encoder.records(), 1);
+        let decoded = encoder.take().decode().unwrap();
+        assert_eq!(decoded.records.len(), 1);
+        assert_eq!(decoded.records[0].table_name, "zone");
+        assert_eq!(encoder.records(), 0);
+        assert_eq!(encoder.bytes(), 0);
     }
 }
