@@ -72,12 +72,14 @@ struct Measurement {
     wall: Duration,
     server_cpu: Duration,
     server_peak_rss_kib: u64,
+    /// CPU of this process (simulator and client) during the sync.
+    bench_cpu: Duration,
 }
 
 impl Measurement {
     fn print(&self, label: &str) {
         println!(
-            "{label}: {} rows in {:.2} s = {:.0} rows/s; server CPU {:.2} s ({:.2} µs/row); server peak RSS {:.1} MiB; {} messages",
+            "{label}: {} rows in {:.2} s = {:.0} rows/s; server CPU {:.2} s ({:.2} µs/row); server peak RSS {:.1} MiB; {} messages; simulator+client CPU {:.2} s",
             self.rows,
             self.wall.as_secs_f64(),
             self.rows as f64 / self.wall.as_secs_f64(),
@@ -85,6 +87,7 @@ impl Measurement {
             self.server_cpu.as_secs_f64() * 1e6 / self.rows.max(1) as f64,
             self.server_peak_rss_kib as f64 / 1024.0,
             self.messages,
+            self.bench_cpu.as_secs_f64(),
         );
     }
 }
@@ -218,6 +221,7 @@ async fn measure(config: HashMap<String, String>) -> Measurement {
         .unwrap()
         .max_decoding_message_size(128 * 1024 * 1024);
     let (cpu_before, _) = process_usage(server.id());
+    let (bench_cpu_before, _) = process_usage(std::process::id());
     let started = Instant::now();
     let mut stream = client
         .update(pb::UpdateRequest {
@@ -249,6 +253,7 @@ async fn measure(config: HashMap<String, String>) -> Measurement {
     }
     let wall = started.elapsed();
     let (cpu_after, peak) = process_usage(server.id());
+    let (bench_cpu_after, _) = process_usage(std::process::id());
     server.kill().ok();
     server.wait().ok();
     Measurement {
@@ -257,6 +262,7 @@ async fn measure(config: HashMap<String, String>) -> Measurement {
         wall,
         server_cpu: cpu_after.saturating_sub(cpu_before),
         server_peak_rss_kib: peak,
+        bench_cpu: bench_cpu_after.saturating_sub(bench_cpu_before),
     }
 }
 
