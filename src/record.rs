@@ -80,22 +80,6 @@ impl Record {
         }
     }
 
-    /// A rough size in bytes once encoded, used to keep batches small.
-    pub fn approximate_size(&self) -> usize {
-        self.values
-            .iter()
-            .map(|(name, value)| {
-                name.len()
-                    + 8
-                    + match value {
-                        Value::String(text) | Value::Json(text) => text.len(),
-                        _ => 12,
-                    }
-            })
-            .sum::<usize>()
-            + 16
-    }
-
     /// The value of a column, if present.
     pub fn get(&self, column: &str) -> Option<&Value> {
         self.values

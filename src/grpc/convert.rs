@@ -134,7 +134,8 @@ pub fn update_response(event: SyncEvent<EncodedRecords>) -> pb::UpdateResponse {
     }
 }
 
-/// One domain record as a protobuf record.
+/// One domain record as a generated protobuf record: the reference the
+/// hand-written encoder in `grpc::wire` (which the stream uses) is tested against.
 pub fn record(record: Record) -> pb::Record {
     let data = record
         .values

@@ -14,7 +14,7 @@ use prost::{
 
 use super::pb;
 use crate::{
-    record::{Operation as RecordOperation, Record, RowSink, ValueRef},
+    record::{RowSink, ValueRef},
     schema::Table,
     sync::BatchSink,
 };
@@ -59,29 +59,6 @@ pub struct EncodedRecords {
 }
 
 impl EncodedRecords {
-    /// Encodes a batch of domain records.
-    pub fn from_records(records: &[Record]) -> Self {
-        let mut encoder = BatchEncoder::default();
-        for record in records {
-            match record.operation {
-                RecordOperation::Truncate => encoder.truncate(record.table),
-                RecordOperation::Upsert => {
-                    encoder.begin(record.table);
-                    for (name, value) in &record.values {
-                        encoder.column(name, value.as_ref());
-                    }
-                    encoder.commit();
-                }
-            }
-        }
-        encoder.take()
-    }
-
-    /// The encoded bytes.
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes
-    }
-
     /// Decodes the batch, as a receiver would.
     ///
     /// # Errors
@@ -342,7 +319,28 @@ mod tests {
     use std::borrow::Cow;
 
     use super::*;
-    use crate::{grpc::convert, record::Value};
+    use crate::{
+        grpc::convert,
+        record::{Operation as RecordOperation, Record, Value},
+    };
+
+    /// Encodes domain records through the encoder, as the sync does with mapped rows.
+    fn encode_records(records: &[Record]) -> EncodedRecords {
+        let mut encoder = BatchEncoder::default();
+        for record in records {
+            match record.operation {
+                RecordOperation::Truncate => encoder.truncate(record.table),
+                RecordOperation::Upsert => {
+                    encoder.begin(record.table);
+                    for (name, value) in &record.values {
+                        encoder.column(name, value.as_ref());
+                    }
+                    encoder.commit();
+                }
+            }
+        }
+        encoder.take()
+    }
 
     fn sample_records() -> Vec<Record> {
         let hour = "2025-03-01T10:00:00Z".parse().unwrap();
@@ -384,9 +382,7 @@ mod tests {
     fn encoded_records_decode_to_what_the_generated_types_encode() {
         let records = sample_records();
         let encoded = UpdateResponse {
-            operation: Some(Operation::EncodedRecords(EncodedRecords::from_records(
-                &records,
-            ))),
+            operation: Some(Operation::EncodedRecords(encode_records(&records))),
         };
         let bytes = encoded.encode_to_vec();
         assert_eq!(bytes.len(), encoded.encoded_len());
