@@ -215,63 +215,102 @@ async fn help_and_version() {
     assert!(String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")));
 }
 
+/// The release binary serving on a free port, with its stdout.
+struct ServedBinary {
+    child: std::process::Child,
+    port: u16,
+    first_line: String,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl ServedBinary {
+    /// Starts the binary with `port_args(port)` and waits for its first log
+    /// line, written once it listens: no sleeping.
+    async fn start(port_args: impl FnOnce(u16) -> Vec<String>) -> Self {
+        use std::io::BufRead;
+
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new(BINARY)
+            .args(port_args(port))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let (first_line, stdout) = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            stdout.read_line(&mut line).unwrap();
+            (line, stdout)
+        })
+        .await
+        .unwrap();
+        assert!(first_line.contains("Serving"), "{first_line}");
+        Self {
+            child,
+            port,
+            first_line,
+            stdout,
+        }
+    }
+
+    async fn client(
+        &self,
+    ) -> fivetran_source::grpc::pb::source_connector_client::SourceConnectorClient<
+        tonic::transport::Channel,
+    > {
+        fivetran_source::grpc::pb::source_connector_client::SourceConnectorClient::connect(format!(
+            "http://127.0.0.1:{}",
+            self.port
+        ))
+        .await
+        .unwrap()
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns the exit status and the
+    /// rest of stdout.
+    async fn terminate(self) -> (std::process::ExitStatus, String) {
+        let Self {
+            mut child,
+            mut stdout,
+            ..
+        } = self;
+        let killed = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        tokio::task::spawn_blocking(move || {
+            let mut rest = String::new();
+            std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
+            (child.wait().unwrap(), rest)
+        })
+        .await
+        .unwrap()
+    }
+}
+
 /// The served binary accepts `--port=N`, writes only Fivetran JSON lines to
 /// stdout, answers gRPC, and exits cleanly on SIGTERM.
 #[tokio::test]
 async fn served_binary_logs_json_lines_and_stops_on_sigterm() {
-    use std::io::{BufRead, BufReader};
-
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(BINARY)
-        .arg(format!("--port={port}"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    // The server logs once it listens: that line is the signal to connect.
-    let first_line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        (line, stdout)
-    })
-    .await
-    .unwrap();
-    let (line, mut stdout) = first_line;
-    assert!(line.contains("Serving"), "{line}");
-
-    let mut client =
-        fivetran_source::grpc::pb::source_connector_client::SourceConnectorClient::connect(
-            format!("http://127.0.0.1:{port}"),
-        )
+    let served = ServedBinary::start(|port| vec![format!("--port={port}")]).await;
+    let form = served
+        .client()
         .await
-        .unwrap();
-    let form = client
         .configuration_form(fivetran_source::grpc::pb::ConfigurationFormRequest {})
         .await
         .unwrap()
         .into_inner();
     assert_eq!(form.fields.len(), 6);
-
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let (status, rest) = tokio::task::spawn_blocking(move || {
-        let mut rest = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
-        (child.wait().unwrap(), rest)
-    })
-    .await
-    .unwrap();
+    let first_line = served.first_line.clone();
+    let (status, rest) = served.terminate().await;
     assert!(status.success(), "{status:?}");
-    for line in std::iter::once(line.as_str())
+    for line in std::iter::once(first_line.as_str())
         .chain(rest.lines())
         .filter(|l| !l.trim().is_empty())
     {
@@ -292,41 +331,15 @@ async fn served_binary_logs_json_lines_and_stops_on_sigterm() {
 /// the backfill to finish.
 #[tokio::test]
 async fn sigterm_during_a_sync_stops_the_server_promptly() {
-    use std::io::{BufRead, BufReader};
-
     let sim = spawn_simulator().await;
     sim.set_faults(Faults {
         latency_ms: 60_000,
         ..Faults::default()
     });
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut child = Command::new(BINARY)
-        .args(["--port", &port.to_string()])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdout = BufReader::new(child.stdout.take().unwrap());
-    let mut stdout = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        assert!(line.contains("Serving"), "{line}");
-        stdout
-    })
-    .await
-    .unwrap();
-    let mut client =
-        fivetran_source::grpc::pb::source_connector_client::SourceConnectorClient::connect(
-            format!("http://127.0.0.1:{port}"),
-        )
+    let served = ServedBinary::start(|port| vec!["--port".to_owned(), port.to_string()]).await;
+    let _stream = served
+        .client()
         .await
-        .unwrap();
-    let _stream = client
         .update(fivetran_source::grpc::pb::UpdateRequest {
             configuration: debug_configuration(&sim),
             selection: None,
@@ -334,20 +347,8 @@ async fn sigterm_during_a_sync_stops_the_server_promptly() {
         })
         .await
         .unwrap();
-
     let started = std::time::Instant::now();
-    let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let (status, logs) = tokio::task::spawn_blocking(move || {
-        let mut logs = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut logs).unwrap();
-        (child.wait().unwrap(), logs)
-    })
-    .await
-    .unwrap();
+    let (status, logs) = served.terminate().await;
     assert!(status.success(), "{status:?}");
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
     assert!(logs.contains("resume from the last checkpoint"), "{logs}");
