@@ -169,6 +169,7 @@ async fn run_inner<S: BatchSink>(
         .count();
     let references = jobs.len() - total_chunks;
     let shared_config = Arc::new(config.clone());
+    let buffers = BufferPool::default();
 
     // Up to `max_in_flight_requests` jobs run ahead in their own tasks, each
     // sending mapped records through a small channel; the loop below drains
@@ -182,7 +183,13 @@ async fn run_inner<S: BatchSink>(
             let Some((job, filter)) = pending_jobs.next() else {
                 break;
             };
-            running.push_back(RunningJob::start::<S>(&api, &shared_config, job, filter));
+            running.push_back(RunningJob::start::<S>(
+                &api,
+                &shared_config,
+                &buffers,
+                job,
+                filter,
+            ));
         }
         let Some(mut current) = running.pop_front() else {
             break;
@@ -362,14 +369,16 @@ impl<B: Send + 'static> RunningJob<B> {
     fn start<S: BatchSink<Batch = B>>(
         api: &Arc<ApiClient>,
         config: &Arc<Config>,
+        buffers: &BufferPool,
         job: Job,
         filter: ColumnFilter,
     ) -> Self {
         let (sender, messages) = mpsc::channel(JOB_CHANNEL_CAPACITY);
         let api = Arc::clone(api);
         let config = Arc::clone(config);
+        let buffers = buffers.clone();
         let task = tokio::spawn(async move {
-            let message = match run_job::<S>(&api, &config, job, &filter, &sender).await {
+            let message = match run_job::<S>(&api, &config, job, &filter, &sender, &buffers).await {
                 Ok(Some(summary)) => JobMessage::Finished(summary),
                 Ok(None) => return,
                 Err(error) => JobMessage::Failed(error),
@@ -393,6 +402,7 @@ async fn run_job<S: BatchSink>(
     job: Job,
     filter: &ColumnFilter,
     sender: &mpsc::Sender<JobMessage<S::Batch>>,
+    buffers: &BufferPool,
 ) -> Result<Option<JobSummary>, SyncError> {
     let table = job.table();
     let declared: Vec<&'static ColumnSpec> = table.columns(config).collect();
@@ -417,7 +427,7 @@ async fn run_job<S: BatchSink>(
             summary.truncated = true;
             sink.truncate(table);
         }
-        let mut rows = Vec::with_capacity(64 * 1024);
+        let mut rows = buffers.take();
         let mut ranges = Vec::new();
         loop {
             let more = match stream.next_rows(&mut rows, &mut ranges).await {
@@ -466,6 +476,60 @@ async fn run_job<S: BatchSink>(
         summary.bytes = stream.bytes_read();
         summary.fetch_ms = started.elapsed().as_millis() as u64;
         return Ok(Some(summary));
+    }
+}
+
+/// Row buffers shared by the jobs of one sync. A job's buffer grows to the
+/// size of a network read (hundreds of KiB); allocating one per request and
+/// freeing it on another thread fragments the allocator's arenas, so peak
+/// memory would creep up over a long backfill. Reusing them keeps it flat.
+#[derive(Clone, Debug, Default)]
+struct BufferPool(Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+
+impl BufferPool {
+    /// A buffer from the pool (or a new one), returned to it when dropped.
+    fn take(&self) -> PooledBuffer {
+        let buffer = self
+            .0
+            .lock()
+            .ok()
+            .and_then(|mut pool| pool.pop())
+            .unwrap_or_else(|| Vec::with_capacity(64 * 1024));
+        PooledBuffer {
+            buffer,
+            pool: self.clone(),
+        }
+    }
+}
+
+/// A row buffer on loan from a [`BufferPool`].
+struct PooledBuffer {
+    buffer: Vec<u8>,
+    pool: BufferPool,
+}
+
+impl std::ops::Deref for PooledBuffer {
+    type Target = Vec<u8>;
+
+    fn deref(&self) -> &Vec<u8> {
+        &self.buffer
+    }
+}
+
+impl std::ops::DerefMut for PooledBuffer {
+    fn deref_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.buffer
+    }
+}
+
+impl Drop for PooledBuffer {
+    fn drop(&mut self) {
+        let mut buffer = std::mem::take(&mut self.buffer);
+        buffer.clear();
+        // A poisoned pool only means another job panicked: drop the buffer.
+        if let Ok(mut pool) = self.pool.0.lock() {
+            pool.push(buffer);
+        }
     }
 }
 
