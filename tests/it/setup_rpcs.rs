@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use fivetran_source::grpc::pb::{self, test_response::Response as TestOutcome};
 
-use crate::support::{configuration, spawn_connector, spawn_simulator};
+use crate::support::{Connector, configuration, spawn_connector, spawn_simulator};
 
 /// The form lists the six user fields with labels, descriptions, defaults and
 /// placeholders, a password secret, and one connection test.
@@ -84,6 +84,23 @@ async fn test_rpc_succeeds_against_the_api() {
     assert_eq!(sim.stats.api_requests(), 1);
 }
 
+/// Runs the connection test and returns its failure message.
+async fn test_failure(connector: &mut Connector, configuration: HashMap<String, String>) -> String {
+    let response = connector
+        .client
+        .test(pb::TestRequest {
+            name: "connection".into(),
+            configuration,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    match response.response {
+        Some(TestOutcome::Failure(message)) => message,
+        other => panic!("expected a failure, got {other:?}"),
+    }
+}
+
 /// Wrong credentials fail the test with an actionable message and no secret.
 #[tokio::test]
 async fn test_rpc_reports_wrong_credentials_without_the_secret() {
@@ -91,18 +108,7 @@ async fn test_rpc_reports_wrong_credentials_without_the_secret() {
     let mut connector = spawn_connector().await;
     let mut config = configuration(&sim);
     config.insert("client_secret".into(), "wrong-secret-canary-1234".into());
-    let response = connector
-        .client
-        .test(pb::TestRequest {
-            name: "connection".into(),
-            configuration: config,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let Some(TestOutcome::Failure(message)) = response.response else {
-        panic!("expected a failure, got {response:?}");
-    };
+    let message = test_failure(&mut connector, config).await;
     assert!(message.contains("client_secret"), "{message}");
     assert!(!message.contains("wrong-secret-canary-1234"), "{message}");
 }
@@ -116,18 +122,7 @@ async fn test_rpc_reports_every_configuration_problem() {
         ("start_date".to_owned(), "01/02/2024".to_owned()),
         ("traffic_metrics".to_owned(), "ins,visits".to_owned()),
     ]);
-    let response = connector
-        .client
-        .test(pb::TestRequest {
-            name: "connection".into(),
-            configuration: config,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let Some(TestOutcome::Failure(message)) = response.response else {
-        panic!("expected a failure, got {response:?}");
-    };
+    let message = test_failure(&mut connector, config).await;
     for field in ["client_id", "start_date", "traffic_metrics"] {
         assert!(message.contains(field), "{field} missing from {message}");
     }
@@ -147,18 +142,7 @@ async fn test_rpc_reports_an_unreachable_api() {
     config.insert("api_base_url".into(), format!("http://{closed}"));
     config.insert("max_attempts".into(), "2".into());
     let mut connector = spawn_connector().await;
-    let response = connector
-        .client
-        .test(pb::TestRequest {
-            name: "connection".into(),
-            configuration: config,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let Some(TestOutcome::Failure(message)) = response.response else {
-        panic!("expected a failure, got {response:?}");
-    };
+    let message = test_failure(&mut connector, config).await;
     assert!(message.contains("unavailable"), "{message}");
 }
 
