@@ -164,16 +164,7 @@ async fn disconnecting_client_stops_fetching() {
     let mut config = configuration(&sim);
     config.insert("chunk_days".into(), "1".into());
     config.insert("max_in_flight_requests".into(), "2".into());
-    let mut client = connector.client.clone();
-    let mut stream = client
-        .update(pb::UpdateRequest {
-            configuration: config,
-            selection: None,
-            state_json: None,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = open_update(&connector, config).await;
     // Read until the second checkpoint (the first traffic chunk), then hang up.
     let mut checkpoints = 0;
     while checkpoints < 2 {
@@ -241,22 +232,31 @@ async fn crash_after_any_record_then_resume_equals_a_clean_sync() {
     }
 }
 
+/// Starts an Update from a fresh state and returns its open stream.
+async fn open_update(
+    connector: &crate::support::Connector,
+    configuration: HashMap<String, String>,
+) -> tonic::Streaming<pb::UpdateResponse> {
+    connector
+        .client
+        .clone()
+        .update(pb::UpdateRequest {
+            configuration,
+            selection: None,
+            state_json: None,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
 /// Receives an Update stream and hangs up after `records` records.
 async fn receive_until(
     connector: &crate::support::Connector,
     config: &HashMap<String, String>,
     records: usize,
 ) -> (crate::support::UpdateRun, Option<String>) {
-    let mut client = connector.client.clone();
-    let mut stream = client
-        .update(pb::UpdateRequest {
-            configuration: config.clone(),
-            selection: None,
-            state_json: None,
-        })
-        .await
-        .unwrap()
-        .into_inner();
+    let mut stream = open_update(connector, config.clone()).await;
     let mut run = crate::support::UpdateRun {
         events: Vec::new(),
         status: None,
