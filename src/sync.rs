@@ -18,10 +18,7 @@ use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::{info, warn};
 
 use crate::{
-    api::{
-        ApiClient, ApiError,
-        retry::{backoff_delay, jitter_random},
-    },
+    api::{ApiClient, ApiError},
     chunk::{PlanSettings, PlannedChunk, plan_table},
     config::Config,
     record::{RowError, RowSink, map_row_into},
@@ -432,8 +429,10 @@ async fn run_job<S: BatchSink>(
         loop {
             let more = match stream.next_rows(&mut rows, &mut ranges).await {
                 Ok(more) => more,
-                Err(ApiError::BodyInterrupted { .. }) if attempt < api.settings().max_attempts => {
-                    let delay = backoff_delay(api.settings(), attempt, jitter_random());
+                Err(error @ ApiError::BodyInterrupted { .. }) => {
+                    let Some(delay) = api.retry_delay(attempt, started, None) else {
+                        return Err(error.into());
+                    };
                     warn!(job = %job, attempt, delay_ms = delay.as_millis() as u64, "Response broke off; requesting it again.");
                     attempt += 1;
                     tokio::time::sleep(delay).await;

@@ -256,10 +256,20 @@ impl ApiClient {
         Ok(self.row_stream(response, endpoint.to_owned(), Some(range)))
     }
 
-    /// The timeouts and retry policy, for callers that re-request a window
-    /// whose body was interrupted.
-    pub fn settings(&self) -> &HttpSettings {
-        &self.settings
+    /// How long to wait before trying again after `attempts` failed tries
+    /// that began at `started`, or `None` once the attempt budget or the
+    /// deadline is spent. The one retry policy: requests use it here, and
+    /// callers use it to re-request a window whose body broke off.
+    pub fn retry_delay(
+        &self,
+        attempts: u32,
+        started: Instant,
+        retry_after: Option<Duration>,
+    ) -> Option<Duration> {
+        let delay =
+            retry_after.unwrap_or_else(|| backoff_delay(&self.settings, attempts, jitter_random()));
+        let out_of_time = started.elapsed() + delay > self.settings.retry_deadline;
+        (attempts < self.settings.max_attempts && !out_of_time).then_some(delay)
     }
 
     fn row_stream(
@@ -458,10 +468,7 @@ impl ApiClient {
                 }
             };
 
-            let delay = retry_after
-                .unwrap_or_else(|| backoff_delay(&self.settings, attempts, jitter_random()));
-            let out_of_time = started.elapsed() + delay > self.settings.retry_deadline;
-            if attempts >= self.settings.max_attempts || out_of_time {
+            let Some(delay) = self.retry_delay(attempts, started, retry_after) else {
                 return Err(ApiError::Unavailable {
                     endpoint: endpoint.to_owned(),
                     window: window_text(range),
@@ -469,7 +476,7 @@ impl ApiClient {
                     elapsed_secs: started.elapsed().as_secs(),
                     last: problem,
                 });
-            }
+            };
             warn!(
                 endpoint,
                 window = %window_text(range).trim_start_matches(" for "),
