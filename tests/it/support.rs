@@ -416,6 +416,21 @@ pub fn expected_occupancy(
     rows
 }
 
+/// The query parameters of every request the simulator saw for paths
+/// starting with `prefix`, in order.
+pub fn request_queries(sim: &SimulatorHandle, prefix: &str) -> Vec<HashMap<String, String>> {
+    sim.stats
+        .requests_log()
+        .into_iter()
+        .filter(|entry| entry.path.starts_with(prefix))
+        .map(|entry| {
+            url::form_urlencoded::parse(entry.query.as_bytes())
+                .into_owned()
+                .collect()
+        })
+        .collect()
+}
+
 pub fn day(text: &str) -> NaiveDate {
     text.parse().unwrap()
 }

@@ -1,14 +1,14 @@
 //! Update over real gRPC against the simulator: exact data, checkpoints,
 //! resumption, state formats, selection and errors.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 
 use fivetran_source::{grpc::pb, simulator::Faults};
 use tonic::Code;
 
 use crate::support::{
     Event, configuration, day, expected_occupancy, expected_traffic, occupancy_rows,
-    spawn_connector, spawn_simulator, start, traffic_rows, update,
+    request_queries, spawn_connector, spawn_simulator, start, traffic_rows, update,
 };
 
 /// A full sync delivers exactly the simulator's hourly data and reference
@@ -96,17 +96,9 @@ async fn data_requests_use_explicit_utc_bounds_and_at_most_30_days() {
     let connector = spawn_connector().await;
     let run = update(&connector, configuration(&sim), None, None).await;
     assert!(run.status.is_none());
-    let data_requests: Vec<_> = sim
-        .stats
-        .requests_log()
-        .into_iter()
-        .filter(|entry| entry.path.starts_with("/api/data/"))
-        .collect();
+    let data_requests = request_queries(&sim, "/api/data/");
     assert_eq!(data_requests.len(), 6);
-    for entry in data_requests {
-        let query: HashMap<String, String> = url::form_urlencoded::parse(entry.query.as_bytes())
-            .into_owned()
-            .collect();
+    for query in data_requests {
         assert_eq!(query["relativeDate"], "custom");
         assert_eq!(query["dateGroupings"], "hour");
         let start: chrono::DateTime<chrono::Utc> = query["startDate"].parse().unwrap();
@@ -114,8 +106,7 @@ async fn data_requests_use_explicit_utc_bounds_and_at_most_30_days() {
         assert!(query["startDate"].ends_with("T00:00:00Z"));
         assert!(
             end > start && end - start <= chrono::Duration::days(30),
-            "{}",
-            entry.query
+            "{query:?}"
         );
     }
 }
