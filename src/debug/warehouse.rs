@@ -774,6 +774,19 @@ mod tests {
         }
     }
 
+    /// A warehouse in a file, with the zone table and one committed zone.
+    fn file_warehouse_with_zone(zone_id: &str) -> (tempfile::TempDir, PathBuf, Warehouse) {
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().join("warehouse.db");
+        let mut warehouse = Warehouse::open(&path).unwrap();
+        warehouse.ensure_table(&zone_table()).unwrap();
+        warehouse
+            .upsert("zone", &row(&[("zone_id", text(zone_id))]))
+            .unwrap();
+        warehouse.commit().unwrap();
+        (folder, path, warehouse)
+    }
+
     fn warehouse() -> Warehouse {
         let mut warehouse = Warehouse::open_in_memory().unwrap();
         assert_eq!(
@@ -979,18 +992,12 @@ mod tests {
 
     #[test]
     fn dropping_without_commit_discards_like_a_crash() {
-        let folder = tempfile::tempdir().unwrap();
-        let path = folder.path().join("warehouse.db");
+        let (_folder, path, mut warehouse) = file_warehouse_with_zone("kept");
         {
-            let mut warehouse = Warehouse::open(&path).unwrap();
-            warehouse.ensure_table(&zone_table()).unwrap();
-            warehouse
-                .upsert("zone", &row(&[("zone_id", text("kept"))]))
-                .unwrap();
-            warehouse.commit().unwrap();
             warehouse
                 .upsert("zone", &row(&[("zone_id", text("lost"))]))
                 .unwrap();
+            drop(warehouse);
         }
         let reopened = Warehouse::open(&path).unwrap();
         let rows = reopened.live_rows("zone").unwrap();
@@ -1046,14 +1053,7 @@ mod tests {
 
     #[test]
     fn reopening_keeps_tables_and_later_synced_values() {
-        let folder = tempfile::tempdir().unwrap();
-        let path = folder.path().join("warehouse.db");
-        let mut warehouse = Warehouse::open(&path).unwrap();
-        warehouse.ensure_table(&zone_table()).unwrap();
-        warehouse
-            .upsert("zone", &row(&[("zone_id", text("a"))]))
-            .unwrap();
-        warehouse.commit().unwrap();
+        let (_folder, path, warehouse) = file_warehouse_with_zone("a");
         let newest = warehouse.last_synced;
         drop(warehouse);
         let mut reopened = Warehouse::open(&path).unwrap();
