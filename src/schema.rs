@@ -134,7 +134,8 @@ pub enum ColumnType {
 pub struct ColumnSpec {
     /// The destination name, already normalized.
     pub name: &'static str,
-    /// The API field that feeds it.
+    /// The API field that feeds it. Plain ASCII (no quote, backslash or
+    /// control character), so rows can match it in place.
     pub source: &'static str,
     /// The declared type; API values are coerced to it.
     pub column_type: ColumnType,
@@ -257,6 +258,22 @@ static SENSOR_COLUMNS: &[ColumnSpec] = &[
 mod tests {
     use super::*;
     use crate::naming::{normalize_column_name, normalize_table_name};
+
+    #[test]
+    fn api_field_names_are_plain_so_rows_can_match_them_in_place() {
+        for table in Table::ALL {
+            for column in table.all_columns() {
+                assert!(
+                    column
+                        .source
+                        .bytes()
+                        .all(|byte| byte.is_ascii_graphic() && byte != b'"' && byte != b'\\'),
+                    "{}",
+                    column.source
+                );
+            }
+        }
+    }
 
     #[test]
     fn declared_names_are_already_normalized() {

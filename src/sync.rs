@@ -18,10 +18,10 @@ use tokio::{sync::mpsc, task::JoinHandle};
 use tracing::{info, warn};
 
 use crate::{
-    api::{ApiClient, ApiError},
+    api::{ApiClient, ApiError, rows::RowConsumer},
     chunk::{PlanSettings, PlannedChunk, plan_table},
     config::Config,
-    record::{RowError, RowSink, map_row_into},
+    record::{RowError, RowMapper, RowSink},
     schema::{ColumnSpec, Table},
     selection::{ColumnFilter, Selection},
     state::State,
@@ -166,7 +166,6 @@ async fn run_inner<S: BatchSink>(
         .count();
     let references = jobs.len() - total_chunks;
     let shared_config = Arc::new(config.clone());
-    let buffers = BufferPool::default();
 
     // Up to `max_in_flight_requests` jobs run ahead in their own tasks, each
     // sending mapped records through a small channel; the loop below drains
@@ -180,13 +179,7 @@ async fn run_inner<S: BatchSink>(
             let Some((job, filter)) = pending_jobs.next() else {
                 break;
             };
-            running.push_back(RunningJob::start::<S>(
-                &api,
-                &shared_config,
-                &buffers,
-                job,
-                filter,
-            ));
+            running.push_back(RunningJob::start::<S>(&api, &shared_config, job, filter));
         }
         let Some(mut current) = running.pop_front() else {
             break;
@@ -366,16 +359,14 @@ impl<B: Send + 'static> RunningJob<B> {
     fn start<S: BatchSink<Batch = B>>(
         api: &Arc<ApiClient>,
         config: &Arc<Config>,
-        buffers: &BufferPool,
         job: Job,
         filter: ColumnFilter,
     ) -> Self {
         let (sender, messages) = mpsc::channel(JOB_CHANNEL_CAPACITY);
         let api = Arc::clone(api);
         let config = Arc::clone(config);
-        let buffers = buffers.clone();
         let task = tokio::spawn(async move {
-            let message = match run_job::<S>(&api, &config, job, &filter, &sender, &buffers).await {
+            let message = match run_job::<S>(&api, &config, job, &filter, &sender).await {
                 Ok(Some(summary)) => JobMessage::Finished(summary),
                 Ok(None) => return,
                 Err(error) => JobMessage::Failed(error),
@@ -399,7 +390,6 @@ async fn run_job<S: BatchSink>(
     job: Job,
     filter: &ColumnFilter,
     sender: &mpsc::Sender<JobMessage<S::Batch>>,
-    buffers: &BufferPool,
 ) -> Result<Option<JobSummary>, SyncError> {
     let table = job.table();
     let declared: Vec<&'static ColumnSpec> = table.columns(config).collect();
@@ -413,21 +403,17 @@ async fn run_job<S: BatchSink>(
                     .await?
             }
         };
-        let mut summary = JobSummary::default();
-        let mut sink = S::default();
+        let mut batcher = RowBatcher::<S>::new(table, &declared, filter);
         let truncate = match job {
             Job::Reference(_) => true,
             Job::Chunk { truncate_first, .. } => truncate_first,
         };
         if truncate {
             // Only once the request succeeded: a failed fetch never truncates.
-            summary.truncated = true;
-            sink.truncate(table);
+            batcher.truncate();
         }
-        let mut rows = buffers.take();
-        let mut ranges = Vec::new();
         loop {
-            let more = match stream.next_rows(&mut rows, &mut ranges).await {
+            let more = match stream.next_rows(&mut batcher).await {
                 Ok(more) => more,
                 Err(error @ ApiError::BodyInterrupted { .. }) => {
                     let Some(delay) = api.retry_delay(attempt, started, None) else {
@@ -440,95 +426,92 @@ async fn run_job<S: BatchSink>(
                 }
                 Err(error) => return Err(error.into()),
             };
-            for range in ranges.drain(..) {
-                if let Err(problem) =
-                    map_row_into(table, &declared, &rows[range], filter, &mut sink)
+            if !more {
+                batcher.finish();
+            }
+            // One network read holds a bounded number of rows, so the
+            // batches set aside while mapping it are few.
+            for (batch, records) in batcher.full_batches() {
+                if sender
+                    .send(JobMessage::Records(batch, records))
+                    .await
+                    .is_err()
                 {
-                    summary.skipped += 1;
-                    summary.first_problem.get_or_insert(problem);
-                }
-                if sink.records() >= MAX_BATCH_RECORDS || sink.bytes() >= MAX_BATCH_BYTES {
-                    let records = sink.records();
-                    if sender
-                        .send(JobMessage::Records(sink.take(), records))
-                        .await
-                        .is_err()
-                    {
-                        return Ok(None);
-                    }
+                    return Ok(None);
                 }
             }
-            rows.clear();
             if !more {
                 break;
             }
         }
-        let records = sink.records();
-        if records > 0
-            && sender
-                .send(JobMessage::Records(sink.take(), records))
-                .await
-                .is_err()
-        {
-            return Ok(None);
-        }
+        let mut summary = batcher.summary;
         summary.bytes = stream.bytes_read();
         summary.fetch_ms = started.elapsed().as_millis() as u64;
         return Ok(Some(summary));
     }
 }
 
-/// Row buffers shared by the jobs of one sync. A job's buffer grows to the
-/// size of a network read (hundreds of KiB); allocating one per request and
-/// freeing it on another thread fragments the allocator's arenas, so peak
-/// memory would creep up over a long backfill. Reusing them keeps it flat.
-#[derive(Clone, Debug, Default)]
-struct BufferPool(Arc<std::sync::Mutex<Vec<Vec<u8>>>>);
+/// Maps the rows of one response into batches as the splitter finds them,
+/// setting each batch aside as soon as it is full: the per-row path of a
+/// sync, from body bytes to finished batches.
+pub struct RowBatcher<'f, S: BatchSink> {
+    mapper: RowMapper<'f>,
+    sink: S,
+    full: Vec<(S::Batch, usize)>,
+    summary: JobSummary,
+}
 
-impl BufferPool {
-    /// A buffer from the pool (or a new one), returned to it when dropped.
-    fn take(&self) -> PooledBuffer {
-        let buffer = self
-            .0
-            .lock()
-            .ok()
-            .and_then(|mut pool| pool.pop())
-            .unwrap_or_else(|| Vec::with_capacity(64 * 1024));
-        PooledBuffer {
-            buffer,
-            pool: self.clone(),
+impl<'f, S: BatchSink> RowBatcher<'f, S> {
+    /// A batcher for rows of `table` into the `declared` columns, honouring `filter`.
+    pub fn new(table: Table, declared: &[&'static ColumnSpec], filter: &'f ColumnFilter) -> Self {
+        Self {
+            mapper: RowMapper::new(table, declared, filter),
+            sink: S::default(),
+            full: Vec::new(),
+            summary: JobSummary::default(),
+        }
+    }
+
+    /// Starts the batch with a TRUNCATE of the table.
+    fn truncate(&mut self) {
+        self.summary.truncated = true;
+        self.sink.truncate(self.mapper.table());
+    }
+
+    /// Sets the last, partly filled batch aside too: the response is complete.
+    pub fn finish(&mut self) {
+        let records = self.sink.records();
+        if records > 0 {
+            self.full.push((self.sink.take(), records));
+        }
+    }
+
+    /// The batches set aside, with their record counts, in order.
+    pub fn full_batches(&mut self) -> std::vec::Drain<'_, (S::Batch, usize)> {
+        self.full.drain(..)
+    }
+
+    fn after_row(&mut self) {
+        if self.sink.records() >= MAX_BATCH_RECORDS || self.sink.bytes() >= MAX_BATCH_BYTES {
+            let records = self.sink.records();
+            self.full.push((self.sink.take(), records));
         }
     }
 }
 
-/// A row buffer on loan from a [`BufferPool`].
-struct PooledBuffer {
-    buffer: Vec<u8>,
-    pool: BufferPool,
-}
-
-impl std::ops::Deref for PooledBuffer {
-    type Target = Vec<u8>;
-
-    fn deref(&self) -> &Vec<u8> {
-        &self.buffer
+impl<S: BatchSink> RowConsumer for RowBatcher<'_, S> {
+    fn take_row_prefix(&mut self, text: &str) -> Option<usize> {
+        let length = self.mapper.map_prefix_into(text, &mut self.sink)?;
+        self.after_row();
+        Some(length)
     }
-}
 
-impl std::ops::DerefMut for PooledBuffer {
-    fn deref_mut(&mut self) -> &mut Vec<u8> {
-        &mut self.buffer
-    }
-}
-
-impl Drop for PooledBuffer {
-    fn drop(&mut self) {
-        let mut buffer = std::mem::take(&mut self.buffer);
-        buffer.clear();
-        // A poisoned pool only means another job panicked: drop the buffer.
-        if let Ok(mut pool) = self.pool.0.lock() {
-            pool.push(buffer);
+    fn take_row(&mut self, row: &[u8]) {
+        if let Err(problem) = self.mapper.map_into(row, &mut self.sink) {
+            self.summary.skipped += 1;
+            self.summary.first_problem.get_or_insert(problem);
         }
+        self.after_row();
     }
 }
 

@@ -10,7 +10,6 @@ use std::{
     collections::HashMap,
     fmt,
     hash::{DefaultHasher, Hash, Hasher},
-    ops::Range,
     sync::{Arc, Mutex},
     time::{Duration, Instant},
 };
@@ -28,7 +27,7 @@ use crate::{
     secret::Secret,
 };
 use retry::{StatusClass, backoff_delay, classify_status, jitter_random, parse_retry_after};
-use rows::RowSplitter;
+use rows::{RowConsumer, RowSplitter};
 
 /// What went wrong talking to SenSource, grouped by what the caller does.
 /// Messages name the endpoint and date window, never a token, secret or payload.
@@ -503,18 +502,14 @@ pub struct RowStream {
 }
 
 impl RowStream {
-    /// Reads the next piece of the body and appends the rows completed in it
-    /// to `rows` (their bytes) and `ranges` (where each row is). Returns
-    /// `false` once the body is complete and well formed.
+    /// Reads the next piece of the body and hands the rows that start or
+    /// complete in it to `consumer`. Returns `false` once the body is
+    /// complete and well formed.
     ///
     /// # Errors
     /// [`ApiError::InvalidResponse`] for a body that is not a list of rows or
     /// is too large; [`ApiError::BodyInterrupted`] when the connection breaks.
-    pub async fn next_rows(
-        &mut self,
-        rows: &mut Vec<u8>,
-        ranges: &mut Vec<Range<usize>>,
-    ) -> Result<bool, ApiError> {
+    pub async fn next_rows(&mut self, consumer: &mut impl RowConsumer) -> Result<bool, ApiError> {
         if self.finished {
             return Ok(false);
         }
@@ -525,7 +520,7 @@ impl RowStream {
                     return Err(too_large(&self.endpoint, &self.window, self.limit));
                 }
                 self.splitter
-                    .feed(&chunk, rows, ranges)
+                    .feed(&chunk, consumer)
                     .map_err(|error| self.invalid(error.to_string()))?;
                 Ok(true)
             }
@@ -548,14 +543,15 @@ impl RowStream {
     /// # Errors
     /// As [`RowStream::next_rows`].
     pub async fn count_to_end(mut self) -> Result<usize, ApiError> {
-        let (mut rows, mut ranges) = (Vec::new(), Vec::new());
-        let mut count = 0;
-        while self.next_rows(&mut rows, &mut ranges).await? {
-            count += ranges.len();
-            rows.clear();
-            ranges.clear();
+        struct Count(usize);
+        impl RowConsumer for Count {
+            fn take_row(&mut self, _: &[u8]) {
+                self.0 += 1;
+            }
         }
-        Ok(count + ranges.len())
+        let mut count = Count(0);
+        while self.next_rows(&mut count).await? {}
+        Ok(count.0)
     }
 
     /// Bytes of body read so far.

@@ -45,8 +45,44 @@ enum Phase {
     Done,
 }
 
-/// An incremental splitter. Feed it body chunks in order; it appends each
-/// complete row's bytes to the caller's buffer and reports their ranges.
+/// Takes the rows a [`RowSplitter`] finds.
+pub trait RowConsumer {
+    /// Offered at the start of each object row: `text` runs from the row's
+    /// first byte to the end of the data that has arrived (as far as it is
+    /// valid UTF-8). Returns the row's
+    /// length if `bytes` start with a complete, well-formed row that was
+    /// taken; `None` to have the row delimited and handed to
+    /// [`RowConsumer::take_row`] instead. The default never takes one.
+    fn take_row_prefix(&mut self, text: &str) -> Option<usize> {
+        let _ = text;
+        None
+    }
+
+    /// One row, exactly delimited (any JSON value, perhaps a broken one).
+    fn take_row(&mut self, row: &[u8]);
+}
+
+/// A [`RowConsumer`] that copies each row into one buffer and notes where
+/// it is.
+#[derive(Debug, Default)]
+pub struct CollectRows {
+    /// The rows' bytes, one after another.
+    pub bytes: Vec<u8>,
+    /// Where each row is in `bytes`.
+    pub ranges: Vec<Range<usize>>,
+}
+
+impl RowConsumer for CollectRows {
+    fn take_row(&mut self, row: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend_from_slice(row);
+        self.ranges.push(start..self.bytes.len());
+    }
+}
+
+/// An incremental splitter. Feed it body chunks in order; it hands each row
+/// to a [`RowConsumer`], whole or (for the single-pass fast path) as the
+/// start of the remaining data.
 #[derive(Debug)]
 pub struct RowSplitter {
     phase: Phase,
@@ -96,18 +132,24 @@ impl RowSplitter {
         }
     }
 
-    /// Consumes `chunk`, appending every row completed in it to `rows` (the
-    /// bytes) and `ranges` (where each row is in `rows`).
+    /// Consumes `chunk`, handing every row that starts or completes in it to
+    /// `consumer`.
     ///
     /// # Errors
     /// [`SplitError`] when the structure is not a list of rows.
     pub fn feed(
         &mut self,
         chunk: &[u8],
-        rows: &mut Vec<u8>,
-        ranges: &mut Vec<Range<usize>>,
+        consumer: &mut impl RowConsumer,
     ) -> Result<(), SplitError> {
         let mut row_start_in_chunk: Option<usize> = (self.phase == Phase::Row).then_some(0);
+        // One UTF-8 check per network read, for the rows read in one pass; a
+        // character cut at the end (or a bad byte) stops that text early,
+        // and the rows from there take the delimited path.
+        let text = match std::str::from_utf8(chunk) {
+            Ok(text) => text,
+            Err(error) => std::str::from_utf8(&chunk[..error.valid_up_to()]).unwrap_or_default(),
+        };
         let mut index = 0;
         while index < chunk.len() {
             // Fast path: inside a string that is not a key being read, jump to
@@ -162,23 +204,24 @@ impl RowSplitter {
                 }
                 Phase::Rows => match byte {
                     b',' => {}
-                    b']' => {
-                        self.depth -= 1;
-                        self.phase = if self.bare_array {
-                            Phase::Done
-                        } else {
-                            Phase::AfterRows
-                        };
-                        self.expecting_value = false;
-                    }
+                    b']' => self.rows_closed(),
                     _ => {
-                        // The first byte of a row (object, array or scalar).
+                        // The first byte of a row. An object is first offered,
+                        // with everything after it, to the consumer to read in
+                        // one pass; if it cannot, the row's end is found here.
+                        if byte == b'{' {
+                            if let Some(length) = text
+                                .get(at..)
+                                .and_then(|rest| consumer.take_row_prefix(rest))
+                            {
+                                index = at + length;
+                                continue;
+                            }
+                        }
                         self.phase = Phase::Row;
                         row_start_in_chunk = Some(at);
                         self.row.clear();
-                        if self.row_byte(byte) {
-                            // A one-byte scalar row cannot end here; scalars end at , or ].
-                        }
+                        self.row_byte(byte);
                     }
                 },
                 Phase::Row => {
@@ -186,23 +229,18 @@ impl RowSplitter {
                         let start = row_start_in_chunk.unwrap_or(0);
                         // `end` says whether this byte belongs to the row.
                         let stop = if end { at + 1 } else { at };
-                        self.row.extend_from_slice(&chunk[start..stop]);
-                        let begin = rows.len();
-                        rows.extend_from_slice(&self.row);
-                        ranges.push(begin..rows.len());
-                        self.row.clear();
+                        if self.row.is_empty() {
+                            consumer.take_row(&chunk[start..stop]);
+                        } else {
+                            self.row.extend_from_slice(&chunk[start..stop]);
+                            consumer.take_row(&self.row);
+                            self.row.clear();
+                        }
                         row_start_in_chunk = None;
                         self.phase = Phase::Rows;
-                        if !end {
-                            // The delimiter after a scalar row is handled as in `Rows`.
-                            if byte == b']' {
-                                self.depth -= 1;
-                                self.phase = if self.bare_array {
-                                    Phase::Done
-                                } else {
-                                    Phase::AfterRows
-                                };
-                            }
+                        // The delimiter after a scalar row is handled as in `Rows`.
+                        if !end && byte == b']' {
+                            self.rows_closed();
                         }
                     }
                 }
@@ -215,6 +253,17 @@ impl RowSplitter {
         }
         self.offset += chunk.len() as u64;
         Ok(())
+    }
+
+    /// The rows array's closing bracket.
+    fn rows_closed(&mut self) {
+        self.depth -= 1;
+        self.phase = if self.bare_array {
+            Phase::Done
+        } else {
+            Phase::AfterRows
+        };
+        self.expecting_value = false;
     }
 
     /// Checks that the body ended where the JSON did.
@@ -290,18 +339,12 @@ impl RowSplitter {
         Ok(())
     }
 
-    /// Updates row nesting for the row's first byte; returns whether it opened a bracket.
-    fn row_byte(&mut self, byte: u8) -> bool {
+    /// Updates row nesting for the row's first byte.
+    fn row_byte(&mut self, byte: u8) {
         match byte {
-            b'{' | b'[' => {
-                self.depth += 1;
-                true
-            }
-            b'"' => {
-                self.in_string = true;
-                false
-            }
-            _ => false,
+            b'{' | b'[' => self.depth += 1,
+            b'"' => self.in_string = true,
+            _ => {}
         }
     }
 
@@ -332,19 +375,45 @@ impl RowSplitter {
 mod tests {
     use super::*;
 
-    /// Splits `body` fed in pieces of `piece` bytes.
+    /// Takes whole objects on the fast path, as the row mapper does, and
+    /// everything else delimited.
+    #[derive(Default)]
+    struct PrefixRows(Vec<String>);
+
+    impl RowConsumer for PrefixRows {
+        fn take_row_prefix(&mut self, text: &str) -> Option<usize> {
+            let mut values =
+                serde_json::Deserializer::from_str(text).into_iter::<serde_json::Value>();
+            match values.next() {
+                Some(Ok(value)) if value.is_object() => {
+                    let length = values.byte_offset();
+                    self.0.push(text[..length].to_owned());
+                    Some(length)
+                }
+                _ => None,
+            }
+        }
+
+        fn take_row(&mut self, row: &[u8]) {
+            self.0
+                .push(String::from_utf8(row.to_vec()).unwrap().trim().to_owned());
+        }
+    }
+
+    /// Splits `body` fed in pieces of `piece` bytes, with a consumer that
+    /// never takes the fast path.
     fn split(body: &str, piece: usize) -> Result<Vec<String>, SplitError> {
         let mut splitter = RowSplitter::new();
-        let mut rows = Vec::new();
-        let mut ranges = Vec::new();
+        let mut rows = CollectRows::default();
         for chunk in body.as_bytes().chunks(piece.max(1)) {
-            splitter.feed(chunk, &mut rows, &mut ranges)?;
+            splitter.feed(chunk, &mut rows)?;
         }
         splitter.finish()?;
-        Ok(ranges
+        Ok(rows
+            .ranges
             .into_iter()
             .map(|range| {
-                String::from_utf8(rows[range].to_vec())
+                String::from_utf8(rows.bytes[range].to_vec())
                     .unwrap()
                     .trim()
                     .to_owned()
@@ -352,11 +421,53 @@ mod tests {
             .collect())
     }
 
+    /// As [`split`], with a consumer that takes the fast path when it can.
+    fn split_in_one_pass(body: &str, piece: usize) -> Result<Vec<String>, SplitError> {
+        let mut splitter = RowSplitter::new();
+        let mut rows = PrefixRows::default();
+        for chunk in body.as_bytes().chunks(piece.max(1)) {
+            splitter.feed(chunk, &mut rows)?;
+        }
+        splitter.finish()?;
+        Ok(rows.0)
+    }
+
     #[track_caller]
     fn check(body: &str, expected: &[&str]) {
         for piece in [1, 2, 3, 7, 64, 4096] {
             assert_eq!(split(body, piece).unwrap(), expected, "piece size {piece}");
+            assert_eq!(
+                split_in_one_pass(body, piece).unwrap(),
+                expected,
+                "piece size {piece}, one pass"
+            );
         }
+    }
+
+    #[test]
+    fn characters_cut_between_network_reads_reach_the_consumer_whole() {
+        check(
+            r#"[{"name":"Café ☕"},{"name":"𝄞 clef"},{"x":"ü"}]"#,
+            &[
+                r#"{"name":"Café ☕"}"#,
+                r#"{"name":"𝄞 clef"}"#,
+                r#"{"x":"ü"}"#,
+            ],
+        );
+    }
+
+    #[test]
+    fn broken_rows_between_good_ones_are_delimited_whichever_path_reads_them() {
+        check(
+            r#"{"results":[{"a":1},{"b":tru},{"c":"x"}, {"d":{"e":[1,]}} ,{"f":2}]}"#,
+            &[
+                r#"{"a":1}"#,
+                r#"{"b":tru}"#,
+                r#"{"c":"x"}"#,
+                r#"{"d":{"e":[1,]}}"#,
+                r#"{"f":2}"#,
+            ],
+        );
     }
 
     #[test]

@@ -68,15 +68,16 @@ impl EncodedRecords {
     }
 }
 
-/// Encodes mapped rows straight into a `Records` batch: each column becomes
-/// a map entry in a scratch buffer, and a committed row is framed as a
-/// `Record` (table name, entries) and appended to the batch. Nothing is
-/// allocated per row once the buffers have grown.
+/// Encodes mapped rows straight into a `Records` batch: each row is written
+/// in place at the end of the batch (table name, then one map entry per
+/// column) and its length prefix is filled in when it is committed. Nothing
+/// is allocated or copied per row once the buffer has grown.
 #[derive(Debug, Default)]
 pub struct BatchEncoder {
     batch: Vec<u8>,
-    row: Vec<u8>,
-    table: Option<Table>,
+    /// Where the row being written starts in `batch`, between `begin` and
+    /// `commit`/`abandon`.
+    row_start: Option<usize>,
     records: usize,
 }
 
@@ -95,15 +96,15 @@ impl BatchEncoder {
     pub fn truncate(&mut self, table: Table) {
         let name = table.name();
         let length = 1 + length_delimited_len(name.len()) + 2;
-        encode_key(1, WireType::LengthDelimited, &mut self.batch);
-        encode_varint(length as u64, &mut self.batch);
-        encode_str(2, name, &mut self.batch);
-        encode_key(3, WireType::Varint, &mut self.batch);
-        encode_varint(pb::RecordType::Truncate as u64, &mut self.batch);
+        self.batch.push(RECORDS_RECORD);
+        put_varint(&mut self.batch, length as u64);
+        put_bytes(&mut self.batch, RECORD_TABLE_NAME, name.as_bytes());
+        self.batch.push(RECORD_TYPE);
+        put_varint(&mut self.batch, pb::RecordType::Truncate as u64);
         self.records += 1;
     }
 
-    /// Hands over the pending batch and starts a new one.
+    /// Hands over the pending batch and starts a new one (between rows).
     pub fn take(&mut self) -> EncodedRecords {
         self.records = 0;
         let capacity = self.batch.capacity();
@@ -135,43 +136,189 @@ impl BatchSink for BatchEncoder {
 
 impl RowSink for BatchEncoder {
     fn begin(&mut self, table: Table) {
-        self.row.clear();
-        self.table = Some(table);
+        if let Some(start) = self.row_start {
+            self.batch.truncate(start);
+        }
+        self.row_start = Some(self.batch.len());
+        // Records.records, with room for a two-byte length (see `commit`).
+        self.batch.extend_from_slice(&[RECORDS_RECORD, 0, 0]);
+        // An upsert: the type field (UPSERT = 0) is the default and omitted.
+        put_bytes(&mut self.batch, RECORD_TABLE_NAME, table.name().as_bytes());
     }
 
     fn column(&mut self, name: &str, value: ValueRef<'_>) {
-        let value_length = value_len(&value);
+        let payload = Payload::of(&value);
+        let value_length = payload.len();
         let entry_length =
             1 + length_delimited_len(name.len()) + 1 + length_delimited_len(value_length);
-        // Record.data = 4: one map entry (key = 1, value = 2) per column.
-        encode_key(4, WireType::LengthDelimited, &mut self.row);
-        encode_varint(entry_length as u64, &mut self.row);
-        encode_str(1, name, &mut self.row);
-        encode_key(2, WireType::LengthDelimited, &mut self.row);
-        encode_varint(value_length as u64, &mut self.row);
-        encode_value(&value, &mut self.row);
+        let batch = &mut self.batch;
+        // Record.data: one map entry (key, value) per column.
+        if entry_length < 128 {
+            // The usual case: every length fits one byte, so the framing
+            // goes in as two small fixed-size writes.
+            batch.extend_from_slice(&[
+                RECORD_DATA,
+                entry_length as u8,
+                ENTRY_KEY,
+                name.len() as u8,
+            ]);
+            batch.extend_from_slice(name.as_bytes());
+            batch.extend_from_slice(&[ENTRY_VALUE, value_length as u8]);
+        } else {
+            batch.push(RECORD_DATA);
+            put_varint(batch, entry_length as u64);
+            put_bytes(batch, ENTRY_KEY, name.as_bytes());
+            batch.push(ENTRY_VALUE);
+            put_varint(batch, value_length as u64);
+        }
+        payload.write(batch);
     }
 
     fn commit(&mut self) {
-        let Some(table) = self.table.take() else {
+        let Some(start) = self.row_start.take() else {
             return;
         };
-        let name = table.name();
-        // An upsert: the type field (UPSERT = 0) is the default and omitted.
-        let length = 1 + length_delimited_len(name.len()) + self.row.len();
-        // Records.records = 1; Record.table_name = 2.
-        encode_key(1, WireType::LengthDelimited, &mut self.batch);
-        encode_varint(length as u64, &mut self.batch);
-        encode_str(2, name, &mut self.batch);
-        self.batch.extend_from_slice(&self.row);
-        self.row.clear();
+        let length = self.batch.len() - start - 3;
+        if (128..1 << 14).contains(&length) {
+            // Exactly two varint bytes: fill in the room left by `begin`.
+            self.batch[start + 1] = (length as u8 & 0x7f) | 0x80;
+            self.batch[start + 2] = (length >> 7) as u8;
+        } else {
+            // Shorter or longer: the minimal varint, shifting the row.
+            let mut prefix = Vec::with_capacity(3);
+            put_varint(&mut prefix, length as u64);
+            self.batch.splice(start + 1..start + 3, prefix);
+        }
         self.records += 1;
     }
 
     fn abandon(&mut self) {
-        self.row.clear();
-        self.table = None;
+        if let Some(start) = self.row_start.take() {
+            self.batch.truncate(start);
+        }
     }
+}
+
+/// A field key (`tag << 3 | wire type`) as one byte: every tag written by
+/// hand here is below 16.
+const fn field_key(tag: u8, wire_type: WireType) -> u8 {
+    (tag << 3) | wire_type as u8
+}
+
+/// `Records.records`.
+const RECORDS_RECORD: u8 = field_key(1, WireType::LengthDelimited);
+/// `Record.table_name`.
+const RECORD_TABLE_NAME: u8 = field_key(2, WireType::LengthDelimited);
+/// `Record.type`.
+const RECORD_TYPE: u8 = field_key(3, WireType::Varint);
+/// `Record.data`, a map: each entry is a nested message.
+const RECORD_DATA: u8 = field_key(4, WireType::LengthDelimited);
+/// A map entry's key.
+const ENTRY_KEY: u8 = field_key(1, WireType::LengthDelimited);
+/// A map entry's value.
+const ENTRY_VALUE: u8 = field_key(2, WireType::LengthDelimited);
+/// `ValueType` members.
+const VALUE_NULL: u8 = field_key(1, WireType::Varint);
+const VALUE_BOOL: u8 = field_key(2, WireType::Varint);
+const VALUE_LONG: u8 = field_key(5, WireType::Varint);
+const VALUE_DOUBLE: u8 = field_key(7, WireType::SixtyFourBit);
+const VALUE_UTC_DATETIME: u8 = field_key(10, WireType::LengthDelimited);
+const VALUE_STRING: u8 = field_key(13, WireType::LengthDelimited);
+const VALUE_JSON: u8 = field_key(14, WireType::LengthDelimited);
+/// `google.protobuf.Timestamp` members.
+const TIMESTAMP_SECONDS: u8 = field_key(1, WireType::Varint);
+const TIMESTAMP_NANOS: u8 = field_key(2, WireType::Varint);
+
+/// The body of a `ValueType` (its `inner` oneof), worked out once so that
+/// its length and its bytes come from the same numbers.
+enum Payload<'v> {
+    Varint { key: u8, value: u64 },
+    Double(f64),
+    Bytes { key: u8, bytes: &'v [u8] },
+    Timestamp { seconds: i64, nanos: u32 },
+}
+
+impl<'v> Payload<'v> {
+    fn of(value: &'v ValueRef<'_>) -> Self {
+        match value {
+            ValueRef::Null => Payload::Varint {
+                key: VALUE_NULL,
+                value: 1,
+            },
+            ValueRef::Bool(flag) => Payload::Varint {
+                key: VALUE_BOOL,
+                value: u64::from(*flag),
+            },
+            ValueRef::Long(number) => Payload::Varint {
+                key: VALUE_LONG,
+                value: *number as u64,
+            },
+            ValueRef::Double(number) => Payload::Double(*number),
+            ValueRef::UtcDatetime(time) => Payload::Timestamp {
+                seconds: time.seconds,
+                nanos: time.nanos,
+            },
+            ValueRef::String(text) => Payload::Bytes {
+                key: VALUE_STRING,
+                bytes: text.as_bytes(),
+            },
+            ValueRef::Json(text) => Payload::Bytes {
+                key: VALUE_JSON,
+                bytes: text.as_bytes(),
+            },
+        }
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            Payload::Varint { value, .. } => 1 + encoded_len_varint(*value),
+            Payload::Double(_) => 9,
+            Payload::Bytes { bytes, .. } => 1 + length_delimited_len(bytes.len()),
+            Payload::Timestamp { seconds, nanos } => {
+                1 + length_delimited_len(timestamp_len(*seconds, *nanos))
+            }
+        }
+    }
+
+    fn write(&self, buf: &mut Vec<u8>) {
+        match *self {
+            Payload::Varint { key, value } if value < 128 => {
+                buf.extend_from_slice(&[key, value as u8]);
+            }
+            Payload::Varint { key, value } => {
+                buf.push(key);
+                put_varint(buf, value);
+            }
+            Payload::Double(number) => {
+                buf.push(VALUE_DOUBLE);
+                buf.extend_from_slice(&number.to_le_bytes());
+            }
+            Payload::Bytes { key, bytes } => put_bytes(buf, key, bytes),
+            Payload::Timestamp { seconds, nanos } => {
+                buf.extend_from_slice(&[VALUE_UTC_DATETIME, timestamp_len(seconds, nanos) as u8]);
+                // Zero members are omitted, as proto3 does.
+                if seconds != 0 {
+                    buf.push(TIMESTAMP_SECONDS);
+                    put_varint(buf, seconds as u64);
+                }
+                if nanos != 0 {
+                    buf.push(TIMESTAMP_NANOS);
+                    put_varint(buf, u64::from(nanos));
+                }
+            }
+        }
+    }
+}
+
+fn timestamp_len(seconds: i64, nanos: u32) -> usize {
+    let mut length = 0;
+    if seconds != 0 {
+        length += 1 + encoded_len_varint(seconds as u64);
+    }
+    if nanos != 0 {
+        length += 1 + encoded_len_varint(u64::from(nanos));
+    }
+    length
 }
 
 /// Bytes of a length-delimited field's length prefix plus its payload.
@@ -179,73 +326,26 @@ fn length_delimited_len(payload: usize) -> usize {
     encoded_len_varint(payload as u64) + payload
 }
 
-fn value_len(value: &ValueRef<'_>) -> usize {
-    match value {
-        ValueRef::Null | ValueRef::Bool(_) => 2,
-        ValueRef::Long(number) => 1 + encoded_len_varint(*number as u64),
-        ValueRef::Double(_) => 9,
-        ValueRef::UtcDatetime(time) => 1 + length_delimited_len(timestamp_len(time)),
-        ValueRef::String(text) | ValueRef::Json(text) => 1 + length_delimited_len(text.len()),
+/// A varint into a `Vec`: most values here (lengths) take one byte.
+#[inline]
+fn put_varint(buf: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        buf.push((value as u8) | 0x80);
+        value >>= 7;
     }
+    buf.push(value as u8);
 }
 
-fn timestamp_parts(time: &chrono::DateTime<chrono::Utc>) -> (i64, i32) {
-    (time.timestamp(), time.timestamp_subsec_nanos() as i32)
-}
-
-fn timestamp_len(time: &chrono::DateTime<chrono::Utc>) -> usize {
-    let (seconds, nanos) = timestamp_parts(time);
-    let mut length = 0;
-    if seconds != 0 {
-        length += 1 + encoded_len_varint(seconds as u64);
+/// A length-delimited field.
+#[inline]
+fn put_bytes(buf: &mut Vec<u8>, key: u8, bytes: &[u8]) {
+    if bytes.len() < 128 {
+        buf.extend_from_slice(&[key, bytes.len() as u8]);
+    } else {
+        buf.push(key);
+        put_varint(buf, bytes.len() as u64);
     }
-    if nanos != 0 {
-        length += 1 + encoded_len_varint(nanos as u64);
-    }
-    length
-}
-
-/// The body of a `ValueType` (its `inner` oneof).
-fn encode_value(value: &ValueRef<'_>, buf: &mut Vec<u8>) {
-    match value {
-        ValueRef::Null => {
-            encode_key(1, WireType::Varint, buf);
-            buf.push(1);
-        }
-        ValueRef::Bool(flag) => {
-            encode_key(2, WireType::Varint, buf);
-            buf.push(u8::from(*flag));
-        }
-        ValueRef::Long(number) => {
-            encode_key(5, WireType::Varint, buf);
-            encode_varint(*number as u64, buf);
-        }
-        ValueRef::Double(number) => {
-            encode_key(7, WireType::SixtyFourBit, buf);
-            buf.put_f64_le(*number);
-        }
-        ValueRef::UtcDatetime(time) => {
-            encode_key(10, WireType::LengthDelimited, buf);
-            encode_varint(timestamp_len(time) as u64, buf);
-            let (seconds, nanos) = timestamp_parts(time);
-            if seconds != 0 {
-                encode_key(1, WireType::Varint, buf);
-                encode_varint(seconds as u64, buf);
-            }
-            if nanos != 0 {
-                encode_key(2, WireType::Varint, buf);
-                encode_varint(nanos as u64, buf);
-            }
-        }
-        ValueRef::String(text) => encode_str(13, text, buf),
-        ValueRef::Json(text) => encode_str(14, text, buf),
-    }
-}
-
-fn encode_str(tag: u32, text: &str, buf: &mut Vec<u8>) {
-    encode_key(tag, WireType::LengthDelimited, buf);
-    encode_varint(text.len() as u64, buf);
-    buf.extend_from_slice(text.as_bytes());
+    buf.extend_from_slice(bytes);
 }
 
 impl Message for UpdateResponse {
@@ -419,6 +519,36 @@ mod tests {
             };
             let decoded = UpdateResponse::decode(message.encode_to_vec().as_slice()).unwrap();
             assert_eq!(decoded, message);
+        }
+    }
+
+    #[test]
+    fn rows_of_every_length_get_a_minimal_length_prefix() {
+        // Under 128 bytes (one-byte prefix), the usual size (two bytes), and
+        // over 16 KiB (three bytes).
+        for text_length in [1, 100, 200, 20_000] {
+            let record = Record {
+                table: Table::Zone,
+                operation: RecordOperation::Upsert,
+                values: vec![(
+                    Cow::Borrowed("zone_id"),
+                    Value::String("z".repeat(text_length)),
+                )],
+            };
+            let records = vec![record.clone(), Record::truncate(Table::Zone), record];
+            let encoded = UpdateResponse {
+                operation: Some(Operation::EncodedRecords(encode_records(&records))),
+            };
+            let generated = UpdateResponse {
+                operation: Some(Operation::Records(pb::Records {
+                    records: records.into_iter().map(convert::record).collect(),
+                })),
+            };
+            assert_eq!(
+                encoded.encode_to_vec(),
+                generated.encode_to_vec(),
+                "{text_length}"
+            );
         }
     }
 
