@@ -5,7 +5,8 @@
 //! Run with `cargo bench --bench e2e -- [MODE] [OPTIONS]`:
 //! - no mode: one sync of `--zones` zones over `--days` days (default
 //!   380 zones × 1100 days ≈ 10 million hourly traffic rows);
-//! - `--scaling`: the same at 1×, 4× and 16× the history (`--days` is 1×);
+//! - `--scaling`: the same at 1×, 4× and 16× the history (`--days` is 1×),
+//!   each measured `--repeat` times (default 3), compared by the medians;
 //! - `--latency`: the simulator answers after 100 ms; compares one request in
 //!   flight with the default.
 
@@ -34,6 +35,7 @@ const SERVER: &str = env!("CARGO_BIN_EXE_sensource-connector");
 struct Options {
     zones: usize,
     days: u64,
+    repeat: usize,
     mode: Mode,
 }
 
@@ -47,6 +49,7 @@ fn parse_args() -> Options {
     let mut options = Options {
         zones: 380,
         days: 1100,
+        repeat: 3,
         mode: Mode::Single,
     };
     let mut args = std::env::args().skip(1);
@@ -56,6 +59,13 @@ fn parse_args() -> Options {
                 options.zones = args.next().and_then(|v| v.parse().ok()).expect("--zones N")
             }
             "--days" => options.days = args.next().and_then(|v| v.parse().ok()).expect("--days N"),
+            "--repeat" => {
+                options.repeat = args
+                    .next()
+                    .and_then(|v| v.parse().ok())
+                    .filter(|&n| n > 0)
+                    .expect("--repeat N")
+            }
             "--scaling" => options.mode = Mode::Scaling,
             "--latency" => options.mode = Mode::Latency,
             // `cargo bench` passes `--bench`; ignore what is not ours.
@@ -72,6 +82,8 @@ struct Measurement {
     wall: Duration,
     server_cpu: Duration,
     server_peak_rss_kib: u64,
+    /// The server's RSS in KiB, sampled every 10 ms during the sync.
+    server_rss_samples: Vec<u64>,
     /// CPU of this process (simulator and client) during the sync.
     bench_cpu: Duration,
 }
@@ -89,7 +101,68 @@ impl Measurement {
             self.messages,
             self.bench_cpu.as_secs_f64(),
         );
+        // Whether memory drifts during the run or only fluctuates: the
+        // sampled RSS of each half of the run.
+        let samples = &self.server_rss_samples;
+        if samples.len() >= 4 {
+            let (first, second) = samples.split_at(samples.len() / 2);
+            let mib = |kib: u64| kib as f64 / 1024.0;
+            let band = |half: &[u64]| {
+                let mut sorted = half.to_vec();
+                sorted.sort_unstable();
+                format!(
+                    "median {:.1} / max {:.1} MiB",
+                    mib(sorted[sorted.len() / 2]),
+                    mib(sorted[sorted.len() - 1])
+                )
+            };
+            println!(
+                "    server RSS ({} samples): first half {}, second half {}",
+                samples.len(),
+                band(first),
+                band(second)
+            );
+        }
     }
+}
+
+/// Samples a process's resident memory every 10 ms until stopped.
+struct RssSampler {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: std::thread::JoinHandle<Vec<u64>>,
+}
+
+impl RssSampler {
+    fn start(pid: u32) -> Self {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = std::sync::Arc::clone(&stop);
+        let thread = std::thread::spawn(move || {
+            let mut samples = Vec::new();
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                if let Some(rss) = status_kib(pid, "VmRSS:") {
+                    samples.push(rss);
+                }
+                #[allow(clippy::disallowed_methods)] // a plain thread, not the runtime
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            samples
+        });
+        Self { stop, thread }
+    }
+
+    fn finish(self) -> Vec<u64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap()
+    }
+}
+
+/// A `kB` field of /proc/PID/status.
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 /// The history's first instant and the simulated clock. The clock is the
@@ -250,12 +323,7 @@ fn process_usage(pid: u32) -> (Duration, u64) {
         .collect();
     let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
     let ticks_per_second = 100; // USER_HZ on Linux
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let peak = status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
+    let peak = status_kib(pid, "VmHWM:").unwrap();
     (Duration::from_millis(ticks * 1000 / ticks_per_second), peak)
 }
 
@@ -271,6 +339,7 @@ async fn measure(config: HashMap<String, String>) -> Measurement {
     let (cpu_before, _) = process_usage(server.id());
     let (bench_cpu_before, _) = process_usage(std::process::id());
     let started = Instant::now();
+    let sampler = RssSampler::start(server.id());
     let request = tonic::Request::new(pb::UpdateRequest {
         configuration: config,
         selection: Some(pb::Selection {
@@ -303,6 +372,7 @@ async fn measure(config: HashMap<String, String>) -> Measurement {
         rows += response.records;
     }
     let wall = started.elapsed();
+    let server_rss_samples = sampler.finish();
     let (cpu_after, peak) = process_usage(server.id());
     let (bench_cpu_after, _) = process_usage(std::process::id());
     server.kill().ok();
@@ -313,11 +383,14 @@ async fn measure(config: HashMap<String, String>) -> Measurement {
         wall,
         server_cpu: cpu_after.saturating_sub(cpu_before),
         server_peak_rss_kib: peak,
+        server_rss_samples,
         bench_cpu: bench_cpu_after.saturating_sub(bench_cpu_before),
     }
 }
 
-async fn single(zones: usize, days: u64) -> Measurement {
+/// Measures `repeat` syncs of one prepared history (each with a fresh
+/// server); returns them in order.
+async fn repeated(zones: usize, days: u64, repeat: usize) -> Vec<Measurement> {
     let sim = start_simulator(zones, days, 0).await;
     let config = configuration(&sim, days, None);
     let started = Instant::now();
@@ -326,7 +399,18 @@ async fn single(zones: usize, days: u64) -> Measurement {
         "prepared bodies in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    measure(config).await
+    let mut measurements = Vec::with_capacity(repeat);
+    for _ in 0..repeat {
+        measurements.push(measure(config.clone()).await);
+    }
+    measurements
+}
+
+/// The median of some values (the upper one of an even count).
+fn median<T: Copy + PartialOrd>(values: impl Iterator<Item = T>) -> T {
+    let mut values: Vec<T> = values.collect();
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    values[values.len() / 2]
 }
 
 fn main() {
@@ -337,24 +421,34 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         match options.mode {
-            Mode::Single => single(options.zones, options.days).await.print("e2e"),
+            Mode::Single => repeated(options.zones, options.days, 1).await[0].print("e2e"),
             Mode::Scaling => {
-                let mut baseline: Option<Measurement> = None;
+                // (rows, median seconds, median peak RSS in KiB) of 1x.
+                let mut baseline: Option<(u64, f64, u64)> = None;
                 for factor in [1, 4, 16] {
-                    let measurement = single(options.zones, options.days * factor).await;
-                    measurement.print(&format!("{factor:>2}x history"));
-                    if let Some(base) = &baseline {
+                    let label = format!("{factor:>2}x history");
+                    let measurements =
+                        repeated(options.zones, options.days * factor, options.repeat).await;
+                    for measurement in &measurements {
+                        measurement.print(&label);
+                    }
+                    let rows = measurements[0].rows;
+                    let seconds = median(measurements.iter().map(|m| m.wall.as_secs_f64()));
+                    let peak = median(measurements.iter().map(|m| m.server_peak_rss_kib));
+                    println!(
+                        "{label}, median of {}: {seconds:.2} s, peak RSS {:.1} MiB",
+                        measurements.len(),
+                        peak as f64 / 1024.0
+                    );
+                    if let Some((base_rows, base_seconds, base_peak)) = baseline {
                         println!(
                             "    vs 1x: rows {:.1}x, time {:.1}x, peak RSS {:+.1}%",
-                            measurement.rows as f64 / base.rows as f64,
-                            measurement.wall.as_secs_f64() / base.wall.as_secs_f64(),
-                            (measurement.server_peak_rss_kib as f64
-                                / base.server_peak_rss_kib as f64
-                                - 1.0)
-                                * 100.0
+                            rows as f64 / base_rows as f64,
+                            seconds / base_seconds,
+                            (peak as f64 / base_peak as f64 - 1.0) * 100.0
                         );
                     } else {
-                        baseline = Some(measurement);
+                        baseline = Some((rows, seconds, peak));
                     }
                 }
             }

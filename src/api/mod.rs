@@ -14,6 +14,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use bytes::Bytes;
 use chrono::Utc;
 use reqwest::{RequestBuilder, Response, header};
 use serde_json::Value as Json;
@@ -284,6 +285,7 @@ impl ApiClient {
             window: window_text(range),
             limit: self.settings.max_response_bytes,
             read: 0,
+            pending: Bytes::new(),
             finished: false,
         }
     }
@@ -498,44 +500,59 @@ pub struct RowStream {
     window: String,
     limit: u64,
     read: u64,
+    /// The rest of the last network read, not yet split.
+    pending: Bytes,
     finished: bool,
 }
 
+/// The most body handed to the splitter at once. A network read can be
+/// hundreds of KiB; feeding it in pieces bounds the batches a consumer sets
+/// aside per call (and so the memory between sends) to a couple.
+const FEED_PIECE_BYTES: usize = 32 * 1024;
+
 impl RowStream {
-    /// Reads the next piece of the body and hands the rows that start or
-    /// complete in it to `consumer`. Returns `false` once the body is
+    /// Reads the next piece of the body (at most [`FEED_PIECE_BYTES`]) and
+    /// hands the rows that start or complete in it to `consumer`. Returns `false` once the body is
     /// complete and well formed.
     ///
     /// # Errors
     /// [`ApiError::InvalidResponse`] for a body that is not a list of rows or
     /// is too large; [`ApiError::BodyInterrupted`] when the connection breaks.
     pub async fn next_rows(&mut self, consumer: &mut impl RowConsumer) -> Result<bool, ApiError> {
-        if self.finished {
-            return Ok(false);
-        }
-        match self.response.chunk().await {
-            Ok(Some(chunk)) => {
-                self.read += chunk.len() as u64;
-                if self.read > self.limit {
-                    return Err(too_large(&self.endpoint, &self.window, self.limit));
+        if self.pending.is_empty() {
+            if self.finished {
+                return Ok(false);
+            }
+            match self.response.chunk().await {
+                Ok(Some(chunk)) => {
+                    self.read += chunk.len() as u64;
+                    if self.read > self.limit {
+                        return Err(too_large(&self.endpoint, &self.window, self.limit));
+                    }
+                    self.pending = chunk;
                 }
-                self.splitter
-                    .feed(&chunk, consumer)
-                    .map_err(|error| self.invalid(error.to_string()))?;
-                Ok(true)
+                Ok(None) => {
+                    self.finished = true;
+                    self.splitter
+                        .finish()
+                        .map_err(|error| self.invalid(error.to_string()))?;
+                    return Ok(false);
+                }
+                Err(_) => {
+                    return Err(ApiError::BodyInterrupted {
+                        endpoint: self.endpoint.clone(),
+                        window: self.window.clone(),
+                    });
+                }
             }
-            Ok(None) => {
-                self.finished = true;
-                self.splitter
-                    .finish()
-                    .map_err(|error| self.invalid(error.to_string()))?;
-                Ok(false)
-            }
-            Err(_) => Err(ApiError::BodyInterrupted {
-                endpoint: self.endpoint.clone(),
-                window: self.window.clone(),
-            }),
         }
+        let piece = self
+            .pending
+            .split_to(self.pending.len().min(FEED_PIECE_BYTES));
+        self.splitter
+            .feed(&piece, consumer)
+            .map_err(|error| self.invalid(error.to_string()))?;
+        Ok(true)
     }
 
     /// Reads the rest of the body, checking its structure, and counts the rows.
