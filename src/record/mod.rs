@@ -436,13 +436,6 @@ impl<'a> RowMapper<'a> {
 
 /// A JSON value as a declared type, or the name of the type it failed to be.
 fn typed(column_type: ColumnType, value: JsonValue<'_>) -> Result<ValueRef<'_>, &'static str> {
-    let expected = match column_type {
-        ColumnType::Long => "integer",
-        ColumnType::Double => "number",
-        ColumnType::Boolean => "boolean",
-        ColumnType::UtcDatetime => "UTC timestamp",
-        ColumnType::String | ColumnType::Json => "string",
-    };
     let typed = match (column_type, value) {
         (_, JsonValue::Null) => Some(ValueRef::Null),
         (ColumnType::Json, JsonValue::Nested(value)) => {
@@ -488,7 +481,13 @@ fn typed(column_type: ColumnType, value: JsonValue<'_>) -> Result<ValueRef<'_>, 
         }
         _ => None,
     };
-    typed.ok_or(expected)
+    typed.ok_or(match column_type {
+        ColumnType::Long => "integer",
+        ColumnType::Double => "number",
+        ColumnType::Boolean => "boolean",
+        ColumnType::UtcDatetime => "UTC timestamp",
+        ColumnType::String | ColumnType::Json => "string",
+    })
 }
 
 /// A JSON number's text as a finite `f64` (JSON has no infinities: a number
