@@ -8,7 +8,10 @@
 //! - `--scaling`: the same at 1×, 4× and 16× the history (`--days` is 1×),
 //!   each measured `--repeat` times (default 3), compared by the medians;
 //! - `--latency`: the simulator answers after 100 ms; compares one request in
-//!   flight with the default.
+//!   flight with the default;
+//! - `--heap` (with any mode): runs the server under valgrind's massif and
+//!   also prints its peak heap (what the program holds, without the
+//!   allocator's own page-level behaviour); about 10x slower.
 
 // A benchmark fails fast on a broken setup.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -36,6 +39,7 @@ struct Options {
     zones: usize,
     days: u64,
     repeat: usize,
+    heap: bool,
     mode: Mode,
 }
 
@@ -50,6 +54,7 @@ fn parse_args() -> Options {
         zones: 380,
         days: 1100,
         repeat: 3,
+        heap: false,
         mode: Mode::Single,
     };
     let mut args = std::env::args().skip(1);
@@ -67,6 +72,7 @@ fn parse_args() -> Options {
                     .expect("--repeat N")
             }
             "--scaling" => options.mode = Mode::Scaling,
+            "--heap" => options.heap = true,
             "--latency" => options.mode = Mode::Latency,
             // `cargo bench` passes `--bench`; ignore what is not ours.
             _ => {}
@@ -82,6 +88,8 @@ struct Measurement {
     wall: Duration,
     server_cpu: Duration,
     server_peak_rss_kib: u64,
+    /// The server's peak heap in bytes (massif), with `--heap`.
+    server_peak_heap: Option<u64>,
     /// The server's RSS in KiB, sampled every 10 ms during the sync.
     server_rss_samples: Vec<u64>,
     /// CPU of this process (simulator and client) during the sync.
@@ -101,6 +109,12 @@ impl Measurement {
             self.messages,
             self.bench_cpu.as_secs_f64(),
         );
+        if let Some(heap) = self.server_peak_heap {
+            println!(
+                "    server peak heap (massif): {:.2} MiB",
+                heap as f64 / 1024.0 / 1024.0
+            );
+        }
         // Whether memory drifts during the run or only fluctuates: the
         // sampled RSS of each half of the run.
         let samples = &self.server_rss_samples;
@@ -288,14 +302,31 @@ impl prost::Message for RecordCounter {
     }
 }
 
-/// Starts the release server on a free port and waits for its first log line.
-fn start_server() -> (Child, u16) {
+/// Where massif writes the server's heap profile, with `--heap`.
+const MASSIF_OUT: &str = "target/e2e-massif.out";
+
+/// Starts the release server on a free port (under massif when `heap`) and
+/// waits for its first log line.
+fn start_server(heap: bool) -> (Child, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let mut child = Command::new(SERVER)
+    let mut command = if heap {
+        let mut command = Command::new("valgrind");
+        command.args([
+            "-q",
+            "--tool=massif",
+            "--max-snapshots=500",
+            &format!("--massif-out-file={MASSIF_OUT}"),
+            SERVER,
+        ]);
+        command
+    } else {
+        Command::new(SERVER)
+    };
+    let mut child = command
         .arg(format!("--port={port}"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -327,8 +358,24 @@ fn process_usage(pid: u32) -> (Duration, u64) {
     (Duration::from_millis(ticks * 1000 / ticks_per_second), peak)
 }
 
-async fn measure(config: HashMap<String, String>) -> Measurement {
-    let (mut server, port) = start_server();
+/// The peak of heap in use plus the allocator's per-block overhead, from a
+/// massif profile.
+fn massif_peak(path: &str) -> u64 {
+    let profile = std::fs::read_to_string(path).expect("massif output (is valgrind installed?)");
+    let mut peak = 0;
+    let mut useful = 0;
+    for line in profile.lines() {
+        if let Some(bytes) = line.strip_prefix("mem_heap_B=") {
+            useful = bytes.parse().unwrap();
+        } else if let Some(bytes) = line.strip_prefix("mem_heap_extra_B=") {
+            peak = peak.max(useful + bytes.parse::<u64>().unwrap());
+        }
+    }
+    peak
+}
+
+async fn measure(config: HashMap<String, String>, heap: bool) -> Measurement {
+    let (mut server, port) = start_server(heap);
     let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
         .unwrap()
         .connect()
@@ -375,14 +422,26 @@ async fn measure(config: HashMap<String, String>) -> Measurement {
     let server_rss_samples = sampler.finish();
     let (cpu_after, peak) = process_usage(server.id());
     let (bench_cpu_after, _) = process_usage(std::process::id());
-    server.kill().ok();
-    server.wait().ok();
+    let server_peak_heap = if heap {
+        // SIGTERM: the server shuts down gracefully and massif writes its profile.
+        Command::new("kill")
+            .arg(server.id().to_string())
+            .status()
+            .unwrap();
+        server.wait().ok();
+        Some(massif_peak(MASSIF_OUT))
+    } else {
+        server.kill().ok();
+        server.wait().ok();
+        None
+    };
     Measurement {
         rows,
         messages,
         wall,
         server_cpu: cpu_after.saturating_sub(cpu_before),
         server_peak_rss_kib: peak,
+        server_peak_heap,
         server_rss_samples,
         bench_cpu: bench_cpu_after.saturating_sub(bench_cpu_before),
     }
@@ -390,7 +449,7 @@ async fn measure(config: HashMap<String, String>) -> Measurement {
 
 /// Measures `repeat` syncs of one prepared history (each with a fresh
 /// server); returns them in order.
-async fn repeated(zones: usize, days: u64, repeat: usize) -> Vec<Measurement> {
+async fn repeated(zones: usize, days: u64, repeat: usize, heap: bool) -> Vec<Measurement> {
     let sim = start_simulator(zones, days, 0).await;
     let config = configuration(&sim, days, None);
     let started = Instant::now();
@@ -401,7 +460,7 @@ async fn repeated(zones: usize, days: u64, repeat: usize) -> Vec<Measurement> {
     );
     let mut measurements = Vec::with_capacity(repeat);
     for _ in 0..repeat {
-        measurements.push(measure(config.clone()).await);
+        measurements.push(measure(config.clone(), heap).await);
     }
     measurements
 }
@@ -421,34 +480,51 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         match options.mode {
-            Mode::Single => repeated(options.zones, options.days, 1).await[0].print("e2e"),
+            Mode::Single => {
+                repeated(options.zones, options.days, 1, options.heap).await[0].print("e2e")
+            }
             Mode::Scaling => {
-                // (rows, median seconds, median peak RSS in KiB) of 1x.
-                let mut baseline: Option<(u64, f64, u64)> = None;
+                // (rows, median seconds, median peak RSS in KiB, median peak heap) of 1x.
+                let mut baseline: Option<(u64, f64, u64, Option<u64>)> = None;
                 for factor in [1, 4, 16] {
                     let label = format!("{factor:>2}x history");
-                    let measurements =
-                        repeated(options.zones, options.days * factor, options.repeat).await;
+                    let measurements = repeated(
+                        options.zones,
+                        options.days * factor,
+                        options.repeat,
+                        options.heap,
+                    )
+                    .await;
                     for measurement in &measurements {
                         measurement.print(&label);
                     }
                     let rows = measurements[0].rows;
                     let seconds = median(measurements.iter().map(|m| m.wall.as_secs_f64()));
                     let peak = median(measurements.iter().map(|m| m.server_peak_rss_kib));
+                    let heap = options
+                        .heap
+                        .then(|| median(measurements.iter().filter_map(|m| m.server_peak_heap)));
                     println!(
                         "{label}, median of {}: {seconds:.2} s, peak RSS {:.1} MiB",
                         measurements.len(),
                         peak as f64 / 1024.0
                     );
-                    if let Some((base_rows, base_seconds, base_peak)) = baseline {
+                    let growth = |now: u64, base: u64| (now as f64 / base as f64 - 1.0) * 100.0;
+                    if let Some((base_rows, base_seconds, base_peak, base_heap)) = baseline {
+                        let heap_growth = match (heap, base_heap) {
+                            (Some(heap), Some(base)) => {
+                                format!(", peak heap {:+.1}%", growth(heap, base))
+                            }
+                            _ => String::new(),
+                        };
                         println!(
-                            "    vs 1x: rows {:.1}x, time {:.1}x, peak RSS {:+.1}%",
+                            "    vs 1x: rows {:.1}x, time {:.1}x, peak RSS {:+.1}%{heap_growth}",
                             rows as f64 / base_rows as f64,
                             seconds / base_seconds,
-                            (peak as f64 / base_peak as f64 - 1.0) * 100.0
+                            growth(peak, base_peak),
                         );
                     } else {
-                        baseline = Some((rows, seconds, peak));
+                        baseline = Some((rows, seconds, peak, heap));
                     }
                 }
             }
@@ -459,7 +535,7 @@ fn main() {
                 for in_flight in [Some(1), None] {
                     let sim = start_simulator(zones, days, 100).await;
                     let config = configuration(&sim, days, in_flight);
-                    let measurement = measure(config).await;
+                    let measurement = measure(config, options.heap).await;
                     let label = match in_flight {
                         Some(n) => format!("100 ms latency, {n} request in flight"),
                         None => "100 ms latency, default in flight".to_owned(),
