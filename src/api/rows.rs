@@ -1,9 +1,7 @@
 //! Splits a JSON response body into its row objects while it streams in, so
-//! a response of any size is processed with memory for one network chunk and
+//! a response of any size is processed with memory for one piece of it and
 //! one row, never the whole body. Accepts a bare array of rows or an object
 //! whose `results` member is that array (other members are skipped).
-
-use std::ops::Range;
 
 /// Why a body could not be split into rows. Never includes body content.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -60,24 +58,6 @@ pub trait RowConsumer {
 
     /// One row, exactly delimited (any JSON value, perhaps a broken one).
     fn take_row(&mut self, row: &[u8]);
-}
-
-/// A [`RowConsumer`] that copies each row into one buffer and notes where
-/// it is.
-#[derive(Debug, Default)]
-pub struct CollectRows {
-    /// The rows' bytes, one after another.
-    pub bytes: Vec<u8>,
-    /// Where each row is in `bytes`.
-    pub ranges: Vec<Range<usize>>,
-}
-
-impl RowConsumer for CollectRows {
-    fn take_row(&mut self, row: &[u8]) {
-        let start = self.bytes.len();
-        self.bytes.extend_from_slice(row);
-        self.ranges.push(start..self.bytes.len());
-    }
 }
 
 /// An incremental splitter. Feed it body chunks in order; it hands each row
@@ -373,7 +353,27 @@ impl RowSplitter {
 
 #[cfg(test)]
 mod tests {
+    use std::ops::Range;
+
     use super::*;
+
+    /// A [`RowConsumer`] that copies each row into one buffer and notes where
+    /// it is.
+    #[derive(Debug, Default)]
+    struct CollectRows {
+        /// The rows' bytes, one after another.
+        bytes: Vec<u8>,
+        /// Where each row is in `bytes`.
+        ranges: Vec<Range<usize>>,
+    }
+
+    impl RowConsumer for CollectRows {
+        fn take_row(&mut self, row: &[u8]) {
+            let start = self.bytes.len();
+            self.bytes.extend_from_slice(row);
+            self.ranges.push(start..self.bytes.len());
+        }
+    }
 
     /// Takes whole objects on the fast path, as the row mapper does, and
     /// everything else delimited.
