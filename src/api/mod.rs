@@ -507,7 +507,8 @@ pub struct RowStream {
 
 /// The most body handed to the splitter at once. A network read can be
 /// hundreds of KiB; feeding it in pieces bounds the batches a consumer sets
-/// aside per call (and so the memory between sends) to a couple.
+/// aside per call (and so the memory between sends) to those of 32 KiB of
+/// rows: a few.
 const FEED_PIECE_BYTES: usize = 32 * 1024;
 
 impl RowStream {

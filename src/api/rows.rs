@@ -123,12 +123,20 @@ impl RowSplitter {
         consumer: &mut impl RowConsumer,
     ) -> Result<(), SplitError> {
         let mut row_start_in_chunk: Option<usize> = (self.phase == Phase::Row).then_some(0);
-        // One UTF-8 check per network read, for the rows read in one pass; a
-        // character cut at the end (or a bad byte) stops that text early,
-        // and the rows from there take the delimited path.
-        let text = match std::str::from_utf8(chunk) {
+        // One UTF-8 check per piece, for the rows read in one pass. A piece
+        // may start inside a character (continuation bytes): the text starts
+        // after them. A character cut at the end (or a bad byte) stops the
+        // text early, and the rows from there take the delimited path.
+        let lead = chunk
+            .iter()
+            .take(3)
+            .take_while(|&&byte| byte & 0xC0 == 0x80)
+            .count();
+        let text = match std::str::from_utf8(&chunk[lead..]) {
             Ok(text) => text,
-            Err(error) => std::str::from_utf8(&chunk[..error.valid_up_to()]).unwrap_or_default(),
+            Err(error) => {
+                std::str::from_utf8(&chunk[lead..lead + error.valid_up_to()]).unwrap_or_default()
+            }
         };
         let mut index = 0;
         while index < chunk.len() {
@@ -190,8 +198,9 @@ impl RowSplitter {
                         // with everything after it, to the consumer to read in
                         // one pass; if it cannot, the row's end is found here.
                         if byte == b'{' {
-                            if let Some(length) = text
-                                .get(at..)
+                            if let Some(length) = at
+                                .checked_sub(lead)
+                                .and_then(|at| text.get(at..))
                                 .and_then(|rest| consumer.take_row_prefix(rest))
                             {
                                 index = at + length;
@@ -377,8 +386,9 @@ mod tests {
 
     /// Takes whole objects on the fast path, as the row mapper does, and
     /// everything else delimited.
+    /// (rows, how many of them came through the fast path)
     #[derive(Default)]
-    struct PrefixRows(Vec<String>);
+    struct PrefixRows(Vec<String>, usize);
 
     impl RowConsumer for PrefixRows {
         fn take_row_prefix(&mut self, text: &str) -> Option<usize> {
@@ -388,6 +398,7 @@ mod tests {
                 Some(Ok(value)) if value.is_object() => {
                     let length = values.byte_offset();
                     self.0.push(text[..length].to_owned());
+                    self.1 += 1;
                     Some(length)
                 }
                 _ => None,
@@ -454,6 +465,19 @@ mod tests {
                 r#"{"x":"ü"}"#,
             ],
         );
+    }
+
+    #[test]
+    fn a_piece_that_starts_inside_a_character_still_reads_its_rows_in_one_pass() {
+        let body = r#"[{"a":"é"},{"b":1},{"c":2}]"#.as_bytes();
+        let cut = body.iter().position(|&byte| byte >= 0x80).unwrap() + 1;
+        let mut splitter = RowSplitter::new();
+        let mut rows = PrefixRows::default();
+        splitter.feed(&body[..cut], &mut rows).unwrap();
+        splitter.feed(&body[cut..], &mut rows).unwrap();
+        splitter.finish().unwrap();
+        assert_eq!(rows.0, [r#"{"a":"é"}"#, r#"{"b":1}"#, r#"{"c":2}"#]);
+        assert_eq!(rows.1, 2, "rows after the cut character take the fast path");
     }
 
     #[test]

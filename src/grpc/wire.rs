@@ -185,9 +185,19 @@ impl RowSink for BatchEncoder {
             self.batch[start + 2] = (length >> 7) as u8;
         } else {
             // Shorter or longer: the minimal varint, shifting the row.
-            let mut prefix = Vec::with_capacity(3);
-            put_varint(&mut prefix, length as u64);
-            self.batch.splice(start + 1..start + 3, prefix);
+            let mut prefix = [0u8; 10];
+            let mut used = 0;
+            let mut rest = length;
+            loop {
+                prefix[used] = (rest as u8 & 0x7f) | if rest >= 0x80 { 0x80 } else { 0 };
+                used += 1;
+                rest >>= 7;
+                if rest == 0 {
+                    break;
+                }
+            }
+            self.batch
+                .splice(start + 1..start + 3, prefix[..used].iter().copied());
         }
         self.records += 1;
     }

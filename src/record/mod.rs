@@ -143,9 +143,13 @@ pub struct UnixTime {
 
 impl From<DateTime<Utc>> for UnixTime {
     fn from(time: DateTime<Utc>) -> Self {
+        // chrono represents a leap second as a second 59 with 1e9 or more
+        // nanoseconds; the wire's Timestamp does not allow that, so it
+        // becomes the next second.
+        let nanos = time.timestamp_subsec_nanos();
         Self {
-            seconds: time.timestamp(),
-            nanos: time.timestamp_subsec_nanos(),
+            seconds: time.timestamp() + i64::from(nanos / 1_000_000_000),
+            nanos: nanos % 1_000_000_000,
         }
     }
 }
@@ -393,10 +397,7 @@ impl<'a> RowMapper<'a> {
                 if declared_name || !self.filter.includes(&name) || extra_names.contains(&name) {
                     continue;
                 }
-                match infer(value) {
-                    Ok(value) => sink.column(&name, value),
-                    Err(broken) => problem = Some(broken),
-                }
+                sink.column(&name, infer(value));
                 extra_names.push(name);
             }
         }
@@ -447,11 +448,11 @@ fn typed(column_type: ColumnType, value: JsonValue<'_>) -> Result<ValueRef<'_>, 
         (ColumnType::Json, JsonValue::Integer(number)) => {
             Some(ValueRef::Json(Cow::Owned(number.to_string())))
         }
-        (ColumnType::Json, JsonValue::Number(text)) if is_integer_text(text) => {
+        (ColumnType::Json, JsonValue::Number { text, .. }) if is_integer_text(text) => {
             Some(ValueRef::Json(Cow::Owned(text.to_owned())))
         }
-        (ColumnType::Json, JsonValue::Number(text)) => {
-            finite(text).map(|number| ValueRef::Json(Cow::Owned(Json::from(number).to_string())))
+        (ColumnType::Json, JsonValue::Number { value, .. }) => {
+            Some(ValueRef::Json(Cow::Owned(Json::from(value).to_string())))
         }
         (ColumnType::Json, JsonValue::Bool(flag)) => {
             Some(ValueRef::Json(Cow::Owned(flag.to_string())))
@@ -468,15 +469,15 @@ fn typed(column_type: ColumnType, value: JsonValue<'_>) -> Result<ValueRef<'_>, 
         }
         (ColumnType::Boolean, JsonValue::Integer(0)) => Some(ValueRef::Bool(false)),
         (ColumnType::Boolean, JsonValue::Integer(1)) => Some(ValueRef::Bool(true)),
-        (ColumnType::Long, JsonValue::Number(text)) => {
-            finite(text).and_then(whole_f64_to_i64).map(ValueRef::Long)
+        (ColumnType::Long, JsonValue::Number { value, .. }) => {
+            whole_f64_to_i64(value).map(ValueRef::Long)
         }
-        (ColumnType::Double, JsonValue::Number(text)) => finite(text).map(ValueRef::Double),
-        (ColumnType::String, JsonValue::Number(text)) => {
+        (ColumnType::Double, JsonValue::Number { value, .. }) => Some(ValueRef::Double(value)),
+        (ColumnType::String, JsonValue::Number { text, value }) => {
             Some(ValueRef::String(Cow::Owned(if is_integer_text(text) {
                 text.to_owned()
             } else {
-                finite(text).map_or_else(|| text.to_owned(), |number| number.to_string())
+                value.to_string()
             })))
         }
         _ => None,
@@ -488,12 +489,6 @@ fn typed(column_type: ColumnType, value: JsonValue<'_>) -> Result<ValueRef<'_>, 
         ColumnType::UtcDatetime => "UTC timestamp",
         ColumnType::String | ColumnType::Json => "string",
     })
-}
-
-/// A JSON number's text as a finite `f64` (JSON has no infinities: a number
-/// too large for `f64` is refused, as `serde_json` refuses it).
-fn finite(text: &str) -> Option<f64> {
-    text.parse::<f64>().ok().filter(|number| number.is_finite())
 }
 
 /// Whether a JSON number's text is an integer (no fraction, no exponent).
@@ -673,15 +668,15 @@ fn whole_f64_to_i64(number: f64) -> Option<i64> {
 }
 
 /// The value of an undeclared field, typed from its JSON shape.
-fn infer(value: JsonValue<'_>) -> Result<ValueRef<'_>, RowError> {
-    Ok(match value {
+fn infer(value: JsonValue<'_>) -> ValueRef<'_> {
+    match value {
         JsonValue::Null => ValueRef::Null,
         JsonValue::Bool(flag) => ValueRef::Bool(flag),
         JsonValue::Integer(number) => ValueRef::Long(number),
-        JsonValue::Number(text) => ValueRef::Double(finite(text).ok_or(RowError::InvalidJson)?),
+        JsonValue::Number { value, .. } => ValueRef::Double(value),
         JsonValue::String(text) => ValueRef::String(text),
         JsonValue::Nested(value) => ValueRef::Json(Cow::Owned(value.to_string())),
-    })
+    }
 }
 
 #[cfg(test)]
@@ -826,6 +821,22 @@ mod tests {
             super::map_row(Table::Traffic, &traffic, br#""text""#, &ColumnFilter::All),
             Err(RowError::NotAnObject)
         );
+        // Numbers beyond f64 are not JSON values serde_json accepts, whichever
+        // column (or no column) they land in.
+        for field in ["name", "sumins", "unknownField"] {
+            let row = format!(
+                r#"{{"recordDate_hour_1":"2025-12-01T15:00:00Z","zoneId":"z","{field}":1e400}}"#
+            );
+            assert_eq!(
+                super::map_row(Table::Traffic, &traffic, row.as_bytes(), &ColumnFilter::All),
+                Err(RowError::InvalidJson),
+                "{field}"
+            );
+        }
+        assert_eq!(
+            super::map_row(Table::Traffic, &traffic, br#""\ud800""#, &ColumnFilter::All),
+            Err(RowError::InvalidJson)
+        );
     }
 
     #[test]
@@ -870,9 +881,12 @@ mod tests {
                 ..expected
             })
         );
-        // A leap second is left to chrono, which folds it into second 59.
+        // A leap second is left to chrono, and becomes the next second.
         assert!(parse_plain_utc_timestamp(b"2016-12-31T23:59:60Z").is_none());
-        assert!(parse_utc_timestamp("2016-12-31T23:59:60Z").is_some());
+        assert_eq!(
+            parse_utc_timestamp("2016-12-31T23:59:60Z"),
+            parse_utc_timestamp("2017-01-01T00:00:00Z")
+        );
         for bad in [
             "2025-13-01T15:00:00Z",
             "2025-12-01T25:00:00Z",
