@@ -9,6 +9,7 @@ use tokio::net::TcpListener;
 use crate::{
     cli::SimulateArgs,
     grpc::server::shutdown_signal,
+    secret::Secret,
     simulator::{self, Faults, SimulatorOptions},
 };
 
@@ -20,7 +21,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let history_start = args.history_start.and_time(NaiveTime::MIN).and_utc();
     let options = SimulatorOptions {
         client_id: args.client_id,
-        client_secret: args.client_secret,
+        client_secret: Secret::new(args.client_secret),
         zones: args.zones,
         spaces: args.spaces,
         history_start,

@@ -444,7 +444,10 @@ async fn start_simulator(
     configuration.insert("api_base_url".to_owned(), handle.base_url.clone());
     configuration.insert("auth_url".to_owned(), handle.auth_url.clone());
     configuration.insert("client_id".to_owned(), options.client_id);
-    configuration.insert("client_secret".to_owned(), options.client_secret);
+    configuration.insert(
+        "client_secret".to_owned(),
+        options.client_secret.expose().to_owned(),
+    );
     Ok(handle)
 }
 

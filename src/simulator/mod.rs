@@ -26,6 +26,8 @@ use tokio::task::JoinHandle;
 
 pub use data::{Dataset, OccupancyValues};
 
+use crate::secret::Secret;
+
 /// Path of the token endpoint (the real one lives on a separate host; here it shares the server).
 pub const TOKEN_PATH: &str = "/oauth/token";
 
@@ -53,10 +55,11 @@ fn utc(secs: i64) -> DateTime<Utc> {
 }
 
 /// How the simulator behaves. Everything but `faults` and `now` is fixed for the server's life.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct SimulatorOptions {
     pub client_id: String,
-    pub client_secret: String,
+    /// A `Secret`, so that a real secret passed to `simulate` never lands in a log line.
+    pub client_secret: Secret,
     pub zones: usize,
     pub spaces: usize,
     /// The earliest entity's first hour with data.
@@ -87,7 +90,7 @@ impl Default for SimulatorOptions {
         let outage_day = history_start + Duration::days(20);
         SimulatorOptions {
             client_id: "sim-client".to_owned(),
-            client_secret: "sim-secret".to_owned(),
+            client_secret: Secret::new("sim-secret"),
             zones: 6,
             spaces: 3,
             history_start,
@@ -103,27 +106,6 @@ impl Default for SimulatorOptions {
             prepared_bodies: false,
             faults: Faults::default(),
         }
-    }
-}
-
-// Hand-written so a real secret passed to `simulate` never lands in a log line.
-impl std::fmt::Debug for SimulatorOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SimulatorOptions")
-            .field("client_id", &self.client_id)
-            .field("client_secret", &"<redacted>")
-            .field("zones", &self.zones)
-            .field("spaces", &self.spaces)
-            .field("history_start", &self.history_start)
-            .field("now", &self.now)
-            .field("token_lifetime_secs", &self.token_lifetime_secs)
-            .field("seed", &self.seed)
-            .field("outage", &self.outage)
-            .field("outage_backfilled_at", &self.outage_backfilled_at)
-            .field("settle_lag_secs", &self.settle_lag_secs)
-            .field("prepared_bodies", &self.prepared_bodies)
-            .field("faults", &self.faults)
-            .finish()
     }
 }
 
@@ -295,7 +277,7 @@ struct BodyFaults {
 /// Shared server state: immutable configuration and dataset plus the mutable part.
 pub struct SimulatorState {
     client_id: String,
-    client_secret: String,
+    client_secret: Secret,
     token_lifetime: StdDuration,
     seed: u64,
     dataset: Arc<Dataset>,
@@ -700,7 +682,7 @@ async fn token(
         );
     }
     if request.client_id.as_deref() != Some(state.client_id.as_str())
-        || request.client_secret.as_deref() != Some(state.client_secret.as_str())
+        || request.client_secret.as_deref() != Some(state.client_secret.expose())
     {
         return json_value(
             StatusCode::UNAUTHORIZED,
