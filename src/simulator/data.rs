@@ -67,7 +67,7 @@ fn hash(words: &[u64]) -> u64 {
 }
 
 /// Uniform value in [0, 1) from a hash.
-fn unit(h: u64) -> f64 {
+pub(crate) fn unit(h: u64) -> f64 {
     (h >> 11) as f64 / (1u64 << 53) as f64
 }
 

@@ -426,18 +426,12 @@ impl SimulatorState {
             && let Some(limit) = m.faults.fail_data_after
             && m.data_successes >= limit
         {
-            return Some(message(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Internal Server Error",
-            ));
+            return Some(internal_error());
         }
         // Draw only when the fault is on, so enabling other faults does not shift the sequence.
         let rate = m.faults.server_error_rate;
         if rate > 0.0 && next_unit(&mut m.rng) < rate {
-            return Some(message(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "Internal Server Error",
-            ));
+            return Some(internal_error());
         }
         let every = m.faults.rate_limit_every;
         if kind == EndpointKind::Data && every > 0 {
@@ -487,8 +481,7 @@ fn fault_rng_seed(seed: u64) -> u64 {
 /// Next value in [0, 1) of the fault RNG (a SplitMix64 stream).
 fn next_unit(state: &mut u64) -> f64 {
     *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
-    let x = data::splitmix64(*state);
-    (x >> 11) as f64 / (1u64 << 53) as f64
+    data::unit(data::splitmix64(*state))
 }
 
 /// 64 lowercase hex characters, like the real tokens.
@@ -545,6 +538,10 @@ fn bad_request(text: &str) -> Response {
 
 fn unauthorized() -> Response {
     message(StatusCode::UNAUTHORIZED, "Unauthorized")
+}
+
+fn internal_error() -> Response {
+    message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
 }
 
 /// A 429 with the configured `Retry-After`.
@@ -872,9 +869,7 @@ impl Rejection {
     fn into_response(self) -> Response {
         match self {
             Rejection::BadRequest(text) => bad_request(&text),
-            Rejection::ServerError => {
-                message(StatusCode::INTERNAL_SERVER_ERROR, "Internal Server Error")
-            }
+            Rejection::ServerError => internal_error(),
         }
     }
 }
@@ -961,15 +956,18 @@ fn data_endpoint(
         return bad_request("range too long");
     }
     let faults = state.data_succeeded();
-    let writer = RowWriter::new(
-        &state.dataset,
-        series,
-        request.metrics,
-        &state.removed(),
-        faults.bad_rows_every,
-    );
+    // Built only where rows are rendered: a prepared body needs none.
+    let writer = || {
+        RowWriter::new(
+            &state.dataset,
+            series,
+            request.metrics,
+            &state.removed(),
+            faults.bad_rows_every,
+        )
+    };
     if faults.endless {
-        return endless_response(state.dataset.clone(), writer, request.start);
+        return endless_response(state.dataset.clone(), writer(), request.start);
     }
     let clean = !(faults.wrong_shape
         || faults.truncate
@@ -982,7 +980,7 @@ fn data_endpoint(
             Some(body) => body,
             None => {
                 let body =
-                    Bytes::from(render_rows(&state.dataset, writer, &request, now).into_bytes());
+                    Bytes::from(render_rows(&state.dataset, writer(), &request, now).into_bytes());
                 lock(prepared).insert(key, body.clone());
                 body
             }
@@ -992,7 +990,7 @@ fn data_endpoint(
     let mut body = if faults.wrong_shape {
         WRONG_SHAPE_BODY.as_bytes().to_vec()
     } else {
-        render_rows(&state.dataset, writer, &request, now).into_bytes()
+        render_rows(&state.dataset, writer(), &request, now).into_bytes()
     };
     if faults.truncate {
         body.truncate(body.len() / 2);
