@@ -563,22 +563,25 @@ impl Session {
         }
     }
 
+    fn apply_batch(&mut self, batch: pb::Records) -> Result<(), Failure> {
+        batch
+            .records
+            .into_iter()
+            .try_for_each(|record| self.apply_record(record))
+    }
+
     fn apply(&mut self, response: pb::UpdateResponse) -> Result<(), Failure> {
         use pb::update_response::Operation as Op;
         match response.operation {
             Some(Op::Record(record)) => self.apply_record(record),
-            Some(Op::Records(batch)) => batch
-                .records
-                .into_iter()
-                .try_for_each(|record| self.apply_record(record)),
+            Some(Op::Records(batch)) => self.apply_batch(batch),
             // In process, batches arrive as the bytes the server would send:
             // decode them as Fivetran would.
-            Some(Op::EncodedRecords(encoded)) => encoded
-                .decode()
-                .map_err(|error| format!("the connector sent an undecodable batch: {error}"))?
-                .records
-                .into_iter()
-                .try_for_each(|record| self.apply_record(record)),
+            Some(Op::EncodedRecords(encoded)) => self.apply_batch(
+                encoded
+                    .decode()
+                    .map_err(|error| format!("the connector sent an undecodable batch: {error}"))?,
+            ),
             Some(Op::SchemaChange(change)) => {
                 self.counts.schema_changes += 1;
                 let tables = tester::changed_tables(&change, &mut self.names);

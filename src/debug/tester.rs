@@ -82,11 +82,7 @@ pub(crate) fn schema_tables(
     use pb::schema_response::Response;
     match &response.response {
         Some(Response::WithoutSchema(list)) => Ok(table_defs(&list.tables, names)),
-        Some(Response::WithSchema(list)) => Ok(list
-            .schemas
-            .iter()
-            .flat_map(|schema| table_defs(&schema.tables, names))
-            .collect()),
+        Some(Response::WithSchema(list)) => Ok(schema_list_defs(list, names)),
         Some(Response::SchemaResponseNotSupported(_)) | None => {
             Err("the connector declares no schema; the debug warehouse needs one".to_owned())
         }
@@ -98,13 +94,16 @@ pub(crate) fn changed_tables(change: &pb::SchemaChange, names: &mut Names) -> Ve
     use pb::schema_change::Change;
     match &change.change {
         Some(Change::WithoutSchema(list)) => table_defs(&list.tables, names),
-        Some(Change::WithSchema(list)) => list
-            .schemas
-            .iter()
-            .flat_map(|schema| table_defs(&schema.tables, names))
-            .collect(),
+        Some(Change::WithSchema(list)) => schema_list_defs(list, names),
         None => Vec::new(),
     }
+}
+
+fn schema_list_defs(list: &pb::SchemaList, names: &mut Names) -> Vec<TableDef> {
+    list.schemas
+        .iter()
+        .flat_map(|schema| table_defs(&schema.tables, names))
+        .collect()
 }
 
 fn table_defs(tables: &[pb::Table], names: &mut Names) -> Vec<TableDef> {

@@ -364,12 +364,9 @@ impl Warehouse {
             if missing.is_empty() {
                 return Ok(TableChange::Unchanged);
             }
-            let mut added = Vec::with_capacity(missing.len());
-            for (column, sql_type) in missing {
-                self.add_column(&table.name, &column, sql_type)?;
-                added.push(column);
-            }
-            return Ok(TableChange::ColumnsAdded(added));
+            return Ok(TableChange::ColumnsAdded(
+                self.add_columns(&table.name, missing)?,
+            ));
         }
 
         let primary_key: Vec<String> = table
@@ -451,12 +448,35 @@ impl Warehouse {
                 missing.push((column.clone(), value.sql_type()));
             }
         }
+        self.add_columns(table, missing)
+    }
+
+    /// Adds `missing` columns to `table`; returns their names.
+    fn add_columns(
+        &mut self,
+        table: &str,
+        missing: Vec<(String, SqlType)>,
+    ) -> Result<Vec<String>, WarehouseError> {
         let mut added = Vec::with_capacity(missing.len());
         for (column, sql_type) in missing {
             self.add_column(table, &column, sql_type)?;
             added.push(column);
         }
         Ok(added)
+    }
+
+    /// Runs one (cached) write statement.
+    fn execute(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        added_columns: Vec<String>,
+    ) -> Result<Applied, WarehouseError> {
+        let rows = self.connection.prepare_cached(sql)?.execute(params)?;
+        Ok(Applied {
+            rows: rows as u64,
+            added_columns,
+        })
     }
 
     fn info(&self, table: &str) -> Result<&TableInfo, WarehouseError> {
@@ -472,6 +492,17 @@ impl Warehouse {
         table: &str,
         row: &Row,
     ) -> Result<Vec<String>, WarehouseError> {
+        self.check_key(operation, table, row)?;
+        Ok(self.info(table)?.primary_key.clone())
+    }
+
+    /// Fails on a NULL or missing key column of `table` in `row`.
+    fn check_key(
+        &self,
+        operation: &'static str,
+        table: &str,
+        row: &Row,
+    ) -> Result<(), WarehouseError> {
         let info = self.info(table)?;
         for column in &info.primary_key {
             if row.get(column).is_none_or(SqlValue::is_null) {
@@ -482,7 +513,7 @@ impl Warehouse {
                 });
             }
         }
-        Ok(info.primary_key.clone())
+        Ok(())
     }
 
     /// The next `_fivetran_synced`: the wall clock, but always strictly
@@ -503,7 +534,7 @@ impl Warehouse {
     /// # Errors
     /// An undeclared table, a NULL or missing key, or SQLite failing.
     pub fn upsert(&mut self, table: &str, row: &Row) -> Result<Applied, WarehouseError> {
-        self.key_of("UPSERT", table, row)?;
+        self.check_key("UPSERT", table, row)?;
         self.begin()?;
         let added_columns = self.add_missing_columns(table, row)?;
         let synced = self.next_synced();
@@ -521,14 +552,11 @@ impl Warehouse {
             sql.push_str("?, ");
         }
         sql.push_str("0)");
-        let rows = self
-            .connection
-            .prepare_cached(&sql)?
-            .execute(params_from_iter(row.values().chain([&synced])))?;
-        Ok(Applied {
-            rows: rows as u64,
+        self.execute(
+            &sql,
+            params_from_iter(row.values().chain([&synced])),
             added_columns,
-        })
+        )
     }
 
     /// UPDATE: sets only the given columns of the row with this key; does
@@ -551,14 +579,7 @@ impl Warehouse {
         values.push(&synced);
         sql.push_str(&key_condition(&key));
         values.extend(key.iter().filter_map(|column| row.get(column)));
-        let rows = self
-            .connection
-            .prepare_cached(&sql)?
-            .execute(params_from_iter(values))?;
-        Ok(Applied {
-            rows: rows as u64,
-            added_columns,
-        })
+        self.execute(&sql, params_from_iter(values), added_columns)
     }
 
     /// DELETE: soft-deletes the row with this key (other columns of `row`
@@ -580,14 +601,7 @@ impl Warehouse {
         let values = [&synced]
             .into_iter()
             .chain(key.iter().filter_map(|column| row.get(column)));
-        let rows = self
-            .connection
-            .prepare_cached(&sql)?
-            .execute(params_from_iter(values))?;
-        Ok(Applied {
-            rows: rows as u64,
-            added_columns: Vec::new(),
-        })
+        self.execute(&sql, params_from_iter(values), Vec::new())
     }
 
     /// TRUNCATE: soft-deletes every live row synced before now (that is,
@@ -605,11 +619,7 @@ impl Warehouse {
             deleted = quote(DELETED_COLUMN),
             synced = quote(SYNCED_COLUMN),
         );
-        let rows = self.connection.prepare_cached(&sql)?.execute([&synced])?;
-        Ok(Applied {
-            rows: rows as u64,
-            added_columns: Vec::new(),
-        })
+        self.execute(&sql, [&synced], Vec::new())
     }
 
     /// Rows not soft-deleted, ordered by primary key, system columns included.
