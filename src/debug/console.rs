@@ -44,11 +44,6 @@ impl Console {
         }
     }
 
-    /// Whether progress is one rewritten line.
-    pub fn is_tty(&self) -> bool {
-        self.tty
-    }
-
     /// One permanent line.
     pub(crate) fn line(&mut self, text: &str) {
         self.close_status();

@@ -320,14 +320,6 @@ impl SimulatorState {
         }
     }
 
-    pub fn dataset(&self) -> &Arc<Dataset> {
-        &self.dataset
-    }
-
-    pub fn stats(&self) -> &Arc<Stats> {
-        &self.stats
-    }
-
     /// Replaces the faults and restarts their counters and RNG.
     pub fn set_faults(&self, faults: Faults) {
         let mut m = lock(&self.inner);
@@ -335,11 +327,6 @@ impl SimulatorState {
         m.rng = fault_rng_seed(self.seed);
         m.data_successes = 0;
         m.rate_limit_counter = 0;
-    }
-
-    /// Current faults (`fail_next_requests` counts down as it fires).
-    pub fn faults(&self) -> Faults {
-        lock(&self.inner).faults.clone()
     }
 
     pub fn set_now(&self, now: DateTime<Utc>) {
@@ -1307,10 +1294,6 @@ impl SimulatorHandle {
         self.state.set_faults(faults);
     }
 
-    pub fn faults(&self) -> Faults {
-        self.state.faults()
-    }
-
     /// Moves the simulated clock (e.g. forward between two syncs).
     pub fn set_now(&self, now: DateTime<Utc>) {
         self.state.set_now(now);
@@ -1323,10 +1306,6 @@ impl SimulatorHandle {
     /// See [`SimulatorState::remove_entity`].
     pub fn remove_entity(&self, id: &str) {
         self.state.remove_entity(id);
-    }
-
-    pub fn state(&self) -> &Arc<SimulatorState> {
-        &self.state
     }
 
     /// Stops accepting connections and waits for in-flight requests to finish.
