@@ -8,6 +8,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::commands;
 
+/// The gRPC port Fivetran's partner SDK uses by default.
+const DEFAULT_PORT: u16 = 50051;
+
 /// Fivetran source connector for the SenSource Vea API.
 ///
 /// Without a subcommand, serves `fivetran_sdk.v2.SourceConnector` (plus gRPC
@@ -16,7 +19,7 @@ use crate::commands;
 #[command(name = "sensource-connector", version, about, long_about)]
 pub struct Cli {
     /// Port to serve gRPC on (also `--port=N`).
-    #[arg(long, default_value_t = 50051, global = false)]
+    #[arg(long, default_value_t = DEFAULT_PORT)]
     pub port: u16,
 
     /// What to run; serving is the default.
@@ -30,7 +33,7 @@ pub enum Command {
     /// Serve the connector (the default when no subcommand is given).
     Serve {
         /// Port to serve gRPC on.
-        #[arg(long, default_value_t = 50051)]
+        #[arg(long, default_value_t = DEFAULT_PORT)]
         port: u16,
     },
     /// Run the built-in SenSource API simulator (for local runs and tests).

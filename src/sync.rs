@@ -3,15 +3,7 @@
 //! each response parsed as it streams in), send their records in small
 //! batches and checkpoint after each chunk.
 
-use std::{
-    collections::VecDeque,
-    fmt,
-    future::Future,
-    pin::Pin,
-    sync::Arc,
-    task::{Context, Poll},
-    time::Instant,
-};
+use std::{collections::VecDeque, fmt, sync::Arc, time::Instant};
 
 use chrono::NaiveDate;
 use tokio::{sync::mpsc, task::JoinHandle};
@@ -282,13 +274,14 @@ impl fmt::Display for Job {
 }
 
 /// Every request of this sync, in stream order: the selected reference
-/// tables, then each selected time-series table's chunks.
-fn plan_jobs(request: &SyncRequest, state: &State) -> Vec<(Job, ColumnFilter)> {
+/// tables, then each selected time-series table's chunks. A table's chunks
+/// share one column filter.
+fn plan_jobs(request: &SyncRequest, state: &State) -> Vec<(Job, Arc<ColumnFilter>)> {
     let config = &request.config;
     let mut jobs = Vec::new();
     for &table in &config.reference_tables {
         if let Some(filter) = request.selection.table(table) {
-            jobs.push((Job::Reference(table), filter));
+            jobs.push((Job::Reference(table), Arc::new(filter)));
         }
     }
     let settings = PlanSettings {
@@ -299,6 +292,7 @@ fn plan_jobs(request: &SyncRequest, state: &State) -> Vec<(Job, ColumnFilter)> {
     };
     for table in [Table::Traffic, Table::Occupancy] {
         if let Some(filter) = request.selection.table(table) {
+            let filter = Arc::new(filter);
             let coverage = state.coverage(table);
             let chunks = plan_table(table, coverage, settings);
             jobs.extend(chunks.into_iter().enumerate().map(|(index, chunk)| {
@@ -308,7 +302,7 @@ fn plan_jobs(request: &SyncRequest, state: &State) -> Vec<(Job, ColumnFilter)> {
                         chunk,
                         truncate_first,
                     },
-                    filter.clone(),
+                    Arc::clone(&filter),
                 )
             }));
         }
@@ -352,7 +346,7 @@ impl JobSummary {
 struct RunningJob<B> {
     job: Job,
     messages: mpsc::Receiver<JobMessage<B>>,
-    _task: AbortOnDrop<()>,
+    _task: AbortOnDrop,
 }
 
 impl<B: Send + 'static> RunningJob<B> {
@@ -360,7 +354,7 @@ impl<B: Send + 'static> RunningJob<B> {
         api: &Arc<ApiClient>,
         config: &Arc<Config>,
         job: Job,
-        filter: ColumnFilter,
+        filter: Arc<ColumnFilter>,
     ) -> Self {
         let (sender, messages) = mpsc::channel(JOB_CHANNEL_CAPACITY);
         let api = Arc::clone(api);
@@ -555,17 +549,9 @@ impl<B> Emitter<B> {
 
 /// A spawned task that is aborted when dropped, so abandoning the sync
 /// (client gone, error) stops its in-flight requests too.
-struct AbortOnDrop<T>(JoinHandle<T>);
+struct AbortOnDrop(JoinHandle<()>);
 
-impl<T> Future for AbortOnDrop<T> {
-    type Output = Result<T, tokio::task::JoinError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.0).poll(cx)
-    }
-}
-
-impl<T> Drop for AbortOnDrop<T> {
+impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
     }

@@ -263,7 +263,6 @@ impl RowSplitter {
         match self.phase {
             Phase::Done if self.saw_results => Ok(()),
             Phase::Done => Err(SplitError::NoResults),
-            Phase::Start => Err(SplitError::Truncated),
             _ => Err(SplitError::Truncated),
         }
     }

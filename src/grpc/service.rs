@@ -117,27 +117,23 @@ impl ConnectorService {
 
     async fn run_connection_test(&self, config: &Config) -> Result<(), String> {
         let api = ApiClient::new(config, &self.tokens).map_err(|error| error.to_string())?;
-        match config.reference_tables.first() {
-            Some(&table) => match api.open_reference(table).await {
-                Ok(rows) => rows.count_to_end().await.map(drop),
-                Err(error) => Err(error),
-            },
+        let rows = match config.reference_tables.first() {
+            Some(&table) => api.open_reference(table).await,
             None => {
                 let today = self.today();
                 let tomorrow = today.checked_add_days(Days::new(1)).unwrap_or(today);
                 let Some(range) = DateRange::new(today, tomorrow) else {
                     return Err("the clock is at the end of time".into());
                 };
-                match api
-                    .open_series(Table::Traffic, range, &config.traffic_metrics)
+                api.open_series(Table::Traffic, range, &config.traffic_metrics)
                     .await
-                {
-                    Ok(rows) => rows.count_to_end().await.map(drop),
-                    Err(error) => Err(error),
-                }
             }
-        }
-        .map_err(|error| error.to_string())
+        };
+        let rows = rows.map_err(|error| error.to_string())?;
+        rows.count_to_end()
+            .await
+            .map(drop)
+            .map_err(|error| error.to_string())
     }
 }
 

@@ -81,19 +81,11 @@ pub struct BatchEncoder {
     records: usize,
 }
 
-impl BatchEncoder {
-    /// Records in the pending batch.
-    pub fn records(&self) -> usize {
-        self.records
-    }
-
-    /// Encoded bytes of the pending batch.
-    pub fn bytes(&self) -> usize {
-        self.batch.len()
-    }
+impl BatchSink for BatchEncoder {
+    type Batch = EncodedRecords;
 
     /// Appends a TRUNCATE record for `table`: a record with no data.
-    pub fn truncate(&mut self, table: Table) {
+    fn truncate(&mut self, table: Table) {
         let name = table.name();
         let length = 1 + length_delimited_len(name.len()) + 2;
         self.batch.push(RECORDS_RECORD);
@@ -104,23 +96,6 @@ impl BatchEncoder {
         self.records += 1;
     }
 
-    /// Hands over the pending batch and starts a new one (between rows).
-    pub fn take(&mut self) -> EncodedRecords {
-        self.records = 0;
-        let capacity = self.batch.capacity();
-        EncodedRecords {
-            bytes: std::mem::replace(&mut self.batch, Vec::with_capacity(capacity)),
-        }
-    }
-}
-
-impl BatchSink for BatchEncoder {
-    type Batch = EncodedRecords;
-
-    fn truncate(&mut self, table: Table) {
-        BatchEncoder::truncate(self, table);
-    }
-
     fn records(&self) -> usize {
         self.records
     }
@@ -129,8 +104,13 @@ impl BatchSink for BatchEncoder {
         self.batch.len()
     }
 
+    /// Hands over the pending batch and starts a new one (between rows).
     fn take(&mut self) -> EncodedRecords {
-        BatchEncoder::take(self)
+        self.records = 0;
+        let capacity = self.batch.capacity();
+        EncodedRecords {
+            bytes: std::mem::replace(&mut self.batch, Vec::with_capacity(capacity)),
+        }
     }
 }
 
@@ -186,16 +166,9 @@ impl RowSink for BatchEncoder {
         } else {
             // Shorter or longer: the minimal varint, shifting the row.
             let mut prefix = [0u8; 10];
-            let mut used = 0;
-            let mut rest = length;
-            loop {
-                prefix[used] = (rest as u8 & 0x7f) | if rest >= 0x80 { 0x80 } else { 0 };
-                used += 1;
-                rest >>= 7;
-                if rest == 0 {
-                    break;
-                }
-            }
+            let mut unused = &mut prefix[..];
+            encode_varint(length as u64, &mut unused);
+            let used = encoded_len_varint(length as u64);
             self.batch
                 .splice(start + 1..start + 3, prefix[..used].iter().copied());
         }

@@ -98,20 +98,6 @@ impl<'a> ObjectReader<'a> {
         self.at
     }
 
-    /// The next member's key, or `None` once the object is closed (for
-    /// [`Extent::Whole`], only when nothing but whitespace follows).
-    ///
-    /// # Errors
-    /// [`RowError::InvalidJson`] when the structure is broken or cut short.
-    #[cfg(test)]
-    pub(super) fn next_key(&mut self) -> Result<Option<Cow<'a, str>>, RowError> {
-        Ok(match self.next_key_hinted(None)? {
-            None => None,
-            Some(Key::Expected) => unreachable!("no key was expected"),
-            Some(Key::Other(key)) => Some(key),
-        })
-    }
-
     /// As `next_key`, but first compares the key in place with `expected`
     /// (the key most likely next), which spares decoding it.
     /// `expected` must be plain: no quote, backslash or control character.
@@ -361,6 +347,21 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    impl<'a> ObjectReader<'a> {
+        /// The next member's key, or `None` once the object is closed (for
+        /// [`Extent::Whole`], only when nothing but whitespace follows).
+        ///
+        /// # Errors
+        /// [`RowError::InvalidJson`] when the structure is broken or cut short.
+        fn next_key(&mut self) -> Result<Option<Cow<'a, str>>, RowError> {
+            Ok(match self.next_key_hinted(None)? {
+                None => None,
+                Some(Key::Expected) => unreachable!("no key was expected"),
+                Some(Key::Other(key)) => Some(key),
+            })
+        }
+    }
 
     /// Every member of `row`, or the first error.
     fn members(row: &str) -> Result<Vec<(String, JsonValue<'_>)>, RowError> {

@@ -442,9 +442,6 @@ fn typed(column_type: ColumnType, value: JsonValue<'_>) -> Result<ValueRef<'_>, 
         (ColumnType::Json, JsonValue::Nested(value)) => {
             Some(ValueRef::Json(Cow::Owned(value.to_string())))
         }
-        (ColumnType::Json, JsonValue::String(text)) => Some(ValueRef::Json(Cow::Owned(
-            Json::String(text.into_owned()).to_string(),
-        ))),
         (ColumnType::Json, JsonValue::Integer(number)) => {
             Some(ValueRef::Json(Cow::Owned(number.to_string())))
         }
@@ -499,33 +496,31 @@ fn is_integer_text(text: &str) -> bool {
 /// A string value as a declared type: numbers may arrive as strings
 /// (`avgoccupancy` does), booleans as words.
 fn coerce_text(column_type: ColumnType, text: Cow<'_, str>) -> Option<ValueRef<'_>> {
-    let trimmed = match column_type {
-        ColumnType::String => return Some(ValueRef::String(text)),
-        ColumnType::Json => {
-            return Some(ValueRef::Json(Cow::Owned(
-                Json::String(text.into_owned()).to_string(),
-            )));
-        }
-        _ => text.trim(),
-    };
     match column_type {
-        ColumnType::Long => trimmed
-            .parse::<i64>()
-            .ok()
-            .or_else(|| trimmed.parse::<f64>().ok().and_then(whole_f64_to_i64))
-            .map(ValueRef::Long),
-        ColumnType::Double => trimmed
+        ColumnType::String => Some(ValueRef::String(text)),
+        ColumnType::Json => Some(ValueRef::Json(Cow::Owned(
+            Json::String(text.into_owned()).to_string(),
+        ))),
+        ColumnType::Long => {
+            let trimmed = text.trim();
+            trimmed
+                .parse::<i64>()
+                .ok()
+                .or_else(|| trimmed.parse::<f64>().ok().and_then(whole_f64_to_i64))
+                .map(ValueRef::Long)
+        }
+        ColumnType::Double => text
+            .trim()
             .parse::<f64>()
             .ok()
             .filter(|number| number.is_finite())
             .map(ValueRef::Double),
-        ColumnType::Boolean => match trimmed {
+        ColumnType::Boolean => match text.trim() {
             "true" | "True" | "TRUE" | "1" => Some(ValueRef::Bool(true)),
             "false" | "False" | "FALSE" | "0" => Some(ValueRef::Bool(false)),
             _ => None,
         },
-        ColumnType::UtcDatetime => parse_utc_timestamp(trimmed).map(ValueRef::UtcDatetime),
-        ColumnType::String | ColumnType::Json => None,
+        ColumnType::UtcDatetime => parse_utc_timestamp(text.trim()).map(ValueRef::UtcDatetime),
     }
 }
 
@@ -614,54 +609,6 @@ fn days_from_civil(year: i64, month: u32, day: u32) -> i64 {
     era * 146_097 + day_of_era - 719_468
 }
 
-/// The former chrono-based parser, kept as the reference the fast path is
-/// tested against.
-#[cfg(test)]
-fn parse_utc_timestamp_with_chrono(text: &str) -> Option<DateTime<Utc>> {
-    fn digits(bytes: &[u8]) -> Option<u32> {
-        bytes.iter().try_fold(0u32, |value, &byte| {
-            byte.is_ascii_digit()
-                .then(|| value * 10 + u32::from(byte - b'0'))
-        })
-    }
-    let bytes = text.as_bytes();
-    let fast = match bytes.len() {
-        20 | 24
-            if bytes[bytes.len() - 1] == b'Z'
-                && bytes[4] == b'-'
-                && bytes[7] == b'-'
-                && bytes[10] == b'T'
-                && bytes[13] == b':'
-                && bytes[16] == b':'
-                && (bytes.len() == 20 || bytes[19] == b'.') =>
-        {
-            let millis = if bytes.len() == 24 {
-                digits(&bytes[20..23])
-            } else {
-                Some(0)
-            };
-            let date = chrono::NaiveDate::from_ymd_opt(
-                i32::try_from(digits(&bytes[0..4])?).ok()?,
-                digits(&bytes[5..7])?,
-                digits(&bytes[8..10])?,
-            )?;
-            date.and_hms_milli_opt(
-                digits(&bytes[11..13])?,
-                digits(&bytes[14..16])?,
-                digits(&bytes[17..19])?,
-                millis?,
-            )
-            .map(|time| time.and_utc())
-        }
-        _ => None,
-    };
-    fast.or_else(|| {
-        DateTime::parse_from_rfc3339(text)
-            .ok()
-            .map(|time| time.with_timezone(&Utc))
-    })
-}
-
 fn whole_f64_to_i64(number: f64) -> Option<i64> {
     // Exact integers only, within the range where f64 represents them exactly.
     (number.fract() == 0.0 && number.abs() < 9.0e15).then_some(number as i64)
@@ -686,6 +633,53 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// The former chrono-based parser, kept as the reference the fast path is
+    /// tested against.
+    fn parse_utc_timestamp_with_chrono(text: &str) -> Option<DateTime<Utc>> {
+        fn digits(bytes: &[u8]) -> Option<u32> {
+            bytes.iter().try_fold(0u32, |value, &byte| {
+                byte.is_ascii_digit()
+                    .then(|| value * 10 + u32::from(byte - b'0'))
+            })
+        }
+        let bytes = text.as_bytes();
+        let fast = match bytes.len() {
+            20 | 24
+                if bytes[bytes.len() - 1] == b'Z'
+                    && bytes[4] == b'-'
+                    && bytes[7] == b'-'
+                    && bytes[10] == b'T'
+                    && bytes[13] == b':'
+                    && bytes[16] == b':'
+                    && (bytes.len() == 20 || bytes[19] == b'.') =>
+            {
+                let millis = if bytes.len() == 24 {
+                    digits(&bytes[20..23])
+                } else {
+                    Some(0)
+                };
+                let date = chrono::NaiveDate::from_ymd_opt(
+                    i32::try_from(digits(&bytes[0..4])?).ok()?,
+                    digits(&bytes[5..7])?,
+                    digits(&bytes[8..10])?,
+                )?;
+                date.and_hms_milli_opt(
+                    digits(&bytes[11..13])?,
+                    digits(&bytes[14..16])?,
+                    digits(&bytes[17..19])?,
+                    millis?,
+                )
+                .map(|time| time.and_utc())
+            }
+            _ => None,
+        };
+        fast.or_else(|| {
+            DateTime::parse_from_rfc3339(text)
+                .ok()
+                .map(|time| time.with_timezone(&Utc))
+        })
+    }
 
     fn declared(table: Table) -> Vec<&'static ColumnSpec> {
         table.all_columns().iter().collect()
