@@ -144,60 +144,22 @@ pub const FORM_FIELDS: &[FieldSpec] = &[
 ];
 
 /// Advanced keys: not on the form (Fivetran users never need them), accepted
-/// from `configuration.json` and by tests. Each entry: key, default, meaning.
-pub const ADVANCED_KEYS: &[(&str, &str, &str)] = &[
-    (
-        "api_base_url",
-        DEFAULT_API_BASE_URL,
-        "API root; https, or http to a loopback host only",
-    ),
-    (
-        "auth_url",
-        DEFAULT_AUTH_URL,
-        "full OAuth2 token URL; https, or http to a loopback host only",
-    ),
-    (
-        "chunk_days",
-        "30",
-        "days per data request and checkpoint, 1 to 30",
-    ),
-    (
-        "lookback_days",
-        "1",
-        "days re-read before the last synced day on every sync, 0 to 30",
-    ),
-    (
-        "max_in_flight_requests",
-        "4",
-        "data requests fetched ahead while a chunk streams, 1 to 16",
-    ),
-    (
-        "request_timeout_secs",
-        "300",
-        "total time for one HTTP request, 1 to 3600",
-    ),
-    ("connect_timeout_secs", "10", "time to connect, 1 to 300"),
-    ("max_attempts", "6", "attempts per request, 1 to 20"),
-    (
-        "retry_base_delay_ms",
-        "500",
-        "first backoff delay, 0 to 600000",
-    ),
-    (
-        "retry_max_delay_ms",
-        "30000",
-        "longest backoff delay, 0 to 3600000",
-    ),
-    (
-        "retry_deadline_secs",
-        "600",
-        "time budget for a request and its retries, 1 to 86400",
-    ),
-    (
-        "max_response_mb",
-        "512",
-        "largest response body accepted, 1 to 4096",
-    ),
+/// from `configuration.json` and by tests. Their defaults and limits are the
+/// `DEFAULT_*` constants and the checks in `Config::from_map`; the README's
+/// table of advanced keys describes them for users.
+pub const ADVANCED_KEYS: &[&str] = &[
+    "api_base_url",
+    "auth_url",
+    "chunk_days",
+    "lookback_days",
+    "max_in_flight_requests",
+    "request_timeout_secs",
+    "connect_timeout_secs",
+    "max_attempts",
+    "retry_base_delay_ms",
+    "retry_max_delay_ms",
+    "retry_deadline_secs",
+    "max_response_mb",
 ];
 
 /// The validated configuration.
@@ -451,7 +413,7 @@ impl Config {
             .keys()
             .filter(|key| {
                 !FORM_FIELDS.iter().any(|field| field.key == key.as_str())
-                    && !ADVANCED_KEYS.iter().any(|(known, _, _)| known == key)
+                    && !ADVANCED_KEYS.contains(&key.as_str())
             })
             .cloned()
             .collect();
@@ -652,6 +614,32 @@ mod tests {
         assert_eq!(config.auth_url.as_str(), DEFAULT_AUTH_URL);
         assert_eq!(config.chunk_days, 30);
         assert_eq!(config.http, HttpSettings::default());
+    }
+
+    /// The README's advanced-key table and `configuration.json.example` give
+    /// each key's default: setting a key to it must change nothing.
+    #[test]
+    fn documented_defaults_of_advanced_keys_are_the_real_ones() {
+        let readme = include_str!("../README.md");
+        let example: HashMap<String, String> =
+            serde_json::from_str(include_str!("../configuration.json.example")).unwrap();
+        let defaults = format!("{:?}", Config::from_map(&minimal(), today()).unwrap());
+        for key in ADVANCED_KEYS {
+            let row = readme
+                .lines()
+                .find(|line| line.starts_with(&format!("| `{key}` | `")))
+                .unwrap_or_else(|| panic!("no README row for {key}"));
+            let documented = row.split('`').nth(3).unwrap();
+            assert_eq!(
+                example.get(*key).map(String::as_str),
+                Some(documented),
+                "{key}"
+            );
+            let mut map = minimal();
+            map.insert((*key).to_owned(), documented.to_owned());
+            let configured = format!("{:?}", Config::from_map(&map, today()).unwrap());
+            assert_eq!(configured, defaults, "{key} = {documented}");
+        }
     }
 
     #[test]
