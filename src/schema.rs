@@ -97,13 +97,6 @@ impl Table {
             .iter()
             .filter(|column| column.primary_key)
     }
-
-    /// Finds the declared column fed by an API field, if any.
-    pub fn column_for_source(self, source: &str) -> Option<&'static ColumnSpec> {
-        self.all_columns()
-            .iter()
-            .find(|column| column.source == source)
-    }
 }
 
 impl fmt::Display for Table {

@@ -256,23 +256,33 @@ pub struct RowMapper<'a> {
     key_order: Vec<usize>,
 }
 
-/// A declared column and whether the selection wants it.
+/// A column of the table, whether it is declared (a metric may not be
+/// configured) and whether it is sent (declared, and wanted by the selection).
 #[derive(Debug)]
 struct MappedColumn {
     spec: &'static ColumnSpec,
+    declared: bool,
     wanted: bool,
 }
 
 impl<'a> RowMapper<'a> {
-    /// A mapper for rows of `table` into `declared` columns (already narrowed
-    /// to the configured metrics; at most 64), honouring `filter`.
+    /// A mapper for rows of `table` into `declared` columns (its columns
+    /// narrowed to the configured metrics), honouring `filter`.
     pub fn new(table: Table, declared: &[&'static ColumnSpec], filter: &'a ColumnFilter) -> Self {
-        let columns = declared
+        // Every column of the table is known, declared or not, so that a
+        // metric that is not configured is recognised (and skipped) by the
+        // same lookup as the others.
+        let columns = table
+            .all_columns()
             .iter()
             .take(64)
-            .map(|&spec| MappedColumn {
-                spec,
-                wanted: spec.primary_key || filter.includes(spec.name),
+            .map(|spec| {
+                let declared = declared.iter().any(|column| column.source == spec.source);
+                MappedColumn {
+                    spec,
+                    declared,
+                    wanted: declared && (spec.primary_key || filter.includes(spec.name)),
+                }
             })
             .collect();
         Self {
@@ -388,12 +398,14 @@ impl<'a> RowMapper<'a> {
                     }
                 }
             } else if let Some(key) = key {
-                if problem.is_some() || self.table.column_for_source(&key).is_some() {
-                    // A metric column that is not configured: not declared, not sent.
+                if problem.is_some() {
                     continue;
                 }
                 let name = normalize_column_name(&key);
-                let declared_name = self.columns.iter().any(|c| c.spec.name == name);
+                let declared_name = self
+                    .columns
+                    .iter()
+                    .any(|c| c.declared && c.spec.name == name);
                 if declared_name || !self.filter.includes(&name) || extra_names.contains(&name) {
                     continue;
                 }
@@ -405,7 +417,7 @@ impl<'a> RowMapper<'a> {
             return Err(problem);
         }
         for (position, column) in self.columns.iter().enumerate() {
-            if seen & (1u64 << position) != 0 {
+            if seen & (1u64 << position) != 0 || !column.declared {
                 continue;
             }
             if column.spec.primary_key {
@@ -743,6 +755,28 @@ mod tests {
         );
         assert_eq!(record.get("flag"), Some(&Value::Bool(true)));
         assert_eq!(record.get("settings"), Some(&Value::Null));
+    }
+
+    #[test]
+    fn metrics_that_are_not_configured_are_neither_sent_nor_passed_through() {
+        let without_outs: Vec<&'static ColumnSpec> = Table::Traffic
+            .all_columns()
+            .iter()
+            .filter(|column| column.source != "sumouts")
+            .collect();
+        let row = json!({"recordDate_hour_1": "2025-12-01T15:00:00Z", "zoneId": "z",
+                         "sumins": 1, "sumouts": 2, "extra": 3});
+        let record = map_row(Table::Traffic, &without_outs, row, &ColumnFilter::All).unwrap();
+        let mut names: Vec<_> = record
+            .values
+            .iter()
+            .map(|(name, _)| name.as_ref())
+            .collect();
+        names.sort_unstable();
+        assert_eq!(
+            names,
+            ["extra", "name", "record_date_hour_1", "sumins", "zone_id"]
+        );
     }
 
     #[test]
