@@ -772,16 +772,19 @@ mod tests {
         let d = dataset(7);
         let mut hour = at("2025-02-01T00:00:00Z");
         let end = now() + Duration::hours(1);
+        let mut checked = 0;
         while hour < end {
             for s in 0..3 {
                 if let Some(o) = d.occupancy(s, hour, now()) {
                     assert!(o.min as f64 <= o.avg && o.avg <= o.max as f64, "{o:?}");
                     assert!(((o.avg * 10.0).round() - o.avg * 10.0).abs() < 1e-9);
                     assert!(d.space_traffic(s, hour, now()).is_some());
+                    checked += 1;
                 }
             }
             hour += Duration::hours(1);
         }
+        assert!(checked > 100, "only {checked} hours had occupancy");
     }
 
     fn date(text: &str) -> NaiveDate {

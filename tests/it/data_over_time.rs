@@ -316,6 +316,8 @@ async fn second_sync_without_changes_is_idempotent() {
         None,
     )
     .await;
+    assert!(first.status.is_none(), "{:?}", first.status);
+    assert!(second.status.is_none(), "{:?}", second.status);
     let mut twice = once.clone();
     twice.apply_committed(&second);
     assert_eq!(twice.snapshot(), once.snapshot());

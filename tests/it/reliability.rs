@@ -182,6 +182,17 @@ async fn disconnecting_client_stops_fetching() {
     // 74 days of two tables at one day per request would be 148 requests.
     assert!(after_stop < 20, "{after_stop} data requests");
     assert_eq!(connector.service.running_syncs(), 0);
+    // A full round trip through the server and the simulator (a connection
+    // test reads a reference table, not data) gives any fetch that outlived
+    // the sync time to show up before counting again.
+    let mut client = connector.client.clone();
+    client
+        .test(pb::TestRequest {
+            name: "connection".into(),
+            configuration: configuration(&sim),
+        })
+        .await
+        .unwrap();
     assert_eq!(
         sim.stats.data_requests(),
         after_stop,
@@ -366,7 +377,9 @@ async fn twenty_concurrent_updates_complete_while_other_rpcs_answer() {
         let mut schema_client = connector.client.clone();
         let mut health =
             tonic_health::pb::health_client::HealthClient::new(connector.channel.clone());
-        let mut answered = 0;
+        // Answers that arrived while at least one Update was still running:
+        // a server that handled one RPC at a time would have none.
+        let mut answered_during_syncs = 0;
         for _ in 0..20 {
             schema_client
                 .schema(pb::SchemaRequest {
@@ -380,12 +393,17 @@ async fn twenty_concurrent_updates_complete_while_other_rpcs_answer() {
                 })
                 .await
                 .unwrap();
-            answered += 1;
+            if connector.service.running_syncs() > 0 {
+                answered_during_syncs += 1;
+            }
         }
-        answered
+        answered_during_syncs
     };
-    let (runs, answered) = tokio::join!(updates, side_calls);
-    assert_eq!(answered, 20);
+    let (runs, answered_during_syncs) = tokio::join!(updates, side_calls);
+    assert!(
+        answered_during_syncs > 0,
+        "Schema and health only answered once every Update had finished"
+    );
     for (index, run) in runs.iter().enumerate() {
         assert!(run.status.is_none(), "update {index}: {:?}", run.status);
         let from = format!("2025-02-{:02}T00:00:00Z", index + 1)
