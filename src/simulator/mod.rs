@@ -135,6 +135,8 @@ pub struct Faults {
     pub max_range_days: Option<u32>,
     /// After this many successful data requests, every data request answers 500.
     pub fail_data_after: Option<u32>,
+    /// Every data request answers 403, as for an API client without access to the data.
+    pub forbid_data: bool,
     /// Fraction of data responses (seeded RNG) whose connection is aborted half-way through the
     /// body: status 200 and headers arrive, then the chunked body breaks off without its end.
     pub drop_connection_rate: f64,
@@ -169,6 +171,7 @@ impl Default for Faults {
             malformed_body_rate: 0.0,
             max_range_days: None,
             fail_data_after: None,
+            forbid_data: false,
             drop_connection_rate: 0.0,
             drop_connection_next: 0,
             endless_body: false,
@@ -408,6 +411,9 @@ impl SimulatorState {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Service Unavailable",
             ));
+        }
+        if kind == EndpointKind::Data && m.faults.forbid_data {
+            return Some(message(StatusCode::FORBIDDEN, "Forbidden"));
         }
         if kind == EndpointKind::Data
             && let Some(limit) = m.faults.fail_data_after

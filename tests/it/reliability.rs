@@ -74,6 +74,26 @@ async fn bad_request_is_not_retried() {
     assert_eq!(statuses(&sim, "/api/data/"), [400]);
 }
 
+/// A 403 (the API client lacks access) is not retried: the user must act,
+/// so it is one Task naming the endpoint, and the stream ends.
+#[tokio::test]
+async fn forbidden_is_not_retried_and_becomes_a_task() {
+    let faults = Faults {
+        forbid_data: true,
+        ..Faults::default()
+    };
+    let (sim, run) = sync_with_faults(faults, &[("max_in_flight_requests", "1")]).await;
+    assert!(run.status.is_none(), "{:?}", run.status);
+    let Some(Event::Task(message)) = run.events.last() else {
+        panic!("expected a task last, got {:?}", run.events.last());
+    };
+    assert!(
+        message.contains("/api/data/traffic") && message.contains("HTTP 403"),
+        "{message}"
+    );
+    assert_eq!(statuses(&sim, "/api/data/"), [403]);
+}
+
 /// A 404 (wrong API root) is not retried either.
 #[tokio::test]
 async fn not_found_is_not_retried() {
