@@ -249,10 +249,10 @@ async fn crash_after_any_record_then_resume_equals_a_clean_sync() {
     assert!(cuts.len() > 30);
 
     for cut in cuts {
-        let (received, last_state) = receive_until(&connector, &config, cut).await;
+        let received = receive_until(&connector, &config, cut).await;
         let mut destination = Destination::default();
         destination.apply_committed(&received);
-        let resumed = update(&connector, config.clone(), last_state.as_deref(), None).await;
+        let resumed = update(&connector, config.clone(), received.last_checkpoint(), None).await;
         assert!(resumed.status.is_none(), "cut {cut}: {:?}", resumed.status);
         destination.apply_committed(&resumed);
         assert_eq!(
@@ -281,19 +281,19 @@ async fn open_update(
         .into_inner()
 }
 
-/// Receives an Update stream and hangs up after `records` records.
+/// Receives an Update stream and hangs up after `records` records; checks,
+/// as `support::update` does, that no secret was sent.
 async fn receive_until(
     connector: &crate::support::Connector,
     config: &HashMap<String, String>,
     records: usize,
-) -> (crate::support::UpdateRun, Option<String>) {
+) -> crate::support::UpdateRun {
     let mut stream = open_update(connector, config.clone()).await;
     let mut run = crate::support::UpdateRun {
         events: Vec::new(),
         status: None,
     };
     let mut seen = 0;
-    let mut last_state = None;
     while seen < records || records == 0 {
         let Some(Ok(response)) = stream.next().await else {
             break;
@@ -308,7 +308,6 @@ async fn receive_until(
                 run.events.push(Event::Records(batch.records));
             }
             pb::update_response::Operation::Checkpoint(checkpoint) => {
-                last_state = Some(checkpoint.state_json.clone());
                 run.events.push(Event::Checkpoint(checkpoint.state_json));
             }
             _ => {}
@@ -319,7 +318,9 @@ async fn receive_until(
     }
     drop(stream);
     connector.service.wait_for_idle().await;
-    (run, last_state)
+    let secret = config.get("client_secret").map_or("", String::as_str);
+    crate::support::assert_no_secrets(&format!("{run:?}"), secret);
+    run
 }
 
 /// With 30% of API requests failing (seeded) and no retries, syncing again
