@@ -7,7 +7,6 @@ use super::{pb, wire::EncodedRecords};
 use crate::{
     api::ApiError,
     config::{Config, FORM_FIELDS, FieldKind},
-    record::{Operation, Record, Value},
     schema::{ColumnType, Table},
     selection::{Selection, TableSelection},
     sync::{SyncError, SyncEvent},
@@ -136,7 +135,9 @@ pub fn update_response(event: SyncEvent<EncodedRecords>) -> pb::UpdateResponse {
 
 /// One domain record as a generated protobuf record: the reference the
 /// hand-written encoder in `grpc::wire` (which the stream uses) is tested against.
-pub fn record(record: Record) -> pb::Record {
+#[cfg(test)]
+pub(crate) fn record(record: crate::record::owned::Record) -> pb::Record {
+    use crate::record::owned::Operation;
     let data = record
         .values
         .into_iter()
@@ -153,7 +154,9 @@ pub fn record(record: Record) -> pb::Record {
     }
 }
 
-fn value_type(value: Value) -> pb::ValueType {
+#[cfg(test)]
+fn value_type(value: crate::record::owned::Value) -> pb::ValueType {
+    use crate::record::owned::Value;
     use pb::value_type::Inner;
     let inner = match value {
         Value::Null => Inner::Null(true),
@@ -192,6 +195,7 @@ pub fn sync_error_status(error: &SyncError) -> Status {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::record::owned::{Operation, Record, Value};
     use std::borrow::Cow;
 
     #[test]

@@ -1,5 +1,5 @@
 //! `UpdateResponse`, written by hand so record batches are encoded straight
-//! from domain records into protobuf bytes: no intermediate `pb::Record`, no
+//! from mapped rows into protobuf bytes: no intermediate `pb::Record`, no
 //! per-column `String` keys, no map. Every other operation, and all
 //! decoding, goes through the generated messages. Wire-identical to the
 //! contract's `UpdateResponse` (see `proto/connector_sdk.proto`).
@@ -404,7 +404,7 @@ mod tests {
     use super::*;
     use crate::{
         grpc::convert,
-        record::{Operation as RecordOperation, Record, Value},
+        record::owned::{Operation as RecordOperation, Record, Value},
     };
 
     /// Encodes domain records through the encoder, as the sync does with mapped rows.

@@ -1,7 +1,10 @@
-//! Records in domain terms and the mapping from one API row (a JSON object) to
-//! one record: normalized names, declared types, unknown fields passed through.
+//! The mapping from one API row (a JSON object) to one record's typed
+//! columns, handed to a `RowSink`: normalized names, declared types, unknown
+//! fields passed through.
 
 mod json;
+#[cfg(test)]
+pub(crate) mod owned;
 
 use std::borrow::Cow;
 
@@ -14,79 +17,6 @@ use crate::{
     schema::{ColumnSpec, ColumnType, Table},
     selection::ColumnFilter,
 };
-
-/// A typed cell value.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Value {
-    /// SQL NULL.
-    Null,
-    /// `BOOLEAN`.
-    Bool(bool),
-    /// `LONG`.
-    Long(i64),
-    /// `DOUBLE`.
-    Double(f64),
-    /// `STRING`.
-    String(String),
-    /// `UTC_DATETIME`.
-    UtcDatetime(DateTime<Utc>),
-    /// `JSON` text.
-    Json(String),
-}
-
-/// What a record does at the destination.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Operation {
-    /// Replace the row with this primary key (every column present).
-    Upsert,
-    /// Soft-delete every row of the table synced before this record.
-    Truncate,
-}
-
-/// One record for one table.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Record {
-    /// The table it belongs to.
-    pub table: Table,
-    /// What it does.
-    pub operation: Operation,
-    /// Column name (normalized) and value; empty for a truncate.
-    pub values: Vec<(Cow<'static, str>, Value)>,
-}
-
-impl Value {
-    /// A borrowed view, for sinks.
-    pub fn as_ref(&self) -> ValueRef<'_> {
-        match self {
-            Value::Null => ValueRef::Null,
-            Value::Bool(flag) => ValueRef::Bool(*flag),
-            Value::Long(number) => ValueRef::Long(*number),
-            Value::Double(number) => ValueRef::Double(*number),
-            Value::String(text) => ValueRef::String(Cow::Borrowed(text)),
-            Value::UtcDatetime(time) => ValueRef::UtcDatetime((*time).into()),
-            Value::Json(text) => ValueRef::Json(Cow::Borrowed(text)),
-        }
-    }
-}
-
-impl Record {
-    /// A truncate of `table`.
-    pub fn truncate(table: Table) -> Self {
-        Self {
-            table,
-            operation: Operation::Truncate,
-            values: Vec::new(),
-        }
-    }
-
-    /// The value of a column, if present.
-    pub fn get(&self, column: &str) -> Option<&Value> {
-        self.values
-            .iter()
-            .find(|(name, _)| name == column)
-            .map(|(_, value)| value)
-    }
-}
 
 /// Why one API row could not become a record. Never includes the row's data.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -154,34 +84,9 @@ impl From<DateTime<Utc>> for UnixTime {
     }
 }
 
-impl UnixTime {
-    /// The calendar date-time, if chrono can represent it (it can for
-    /// every instant the row mapper produces).
-    pub fn to_datetime(self) -> Option<DateTime<Utc>> {
-        DateTime::from_timestamp(self.seconds, self.nanos)
-    }
-}
-
-impl ValueRef<'_> {
-    /// The owned value.
-    pub fn into_value(self) -> Value {
-        match self {
-            ValueRef::Null => Value::Null,
-            ValueRef::Bool(flag) => Value::Bool(flag),
-            ValueRef::Long(number) => Value::Long(number),
-            ValueRef::Double(number) => Value::Double(number),
-            ValueRef::String(text) => Value::String(text.into_owned()),
-            ValueRef::UtcDatetime(time) => {
-                time.to_datetime().map_or(Value::Null, Value::UtcDatetime)
-            }
-            ValueRef::Json(text) => Value::Json(text.into_owned()),
-        }
-    }
-}
-
 /// Receives mapped rows column by column. The sync hands a sink from the
-/// gRPC layer that encodes rows straight into protobuf bytes; [`RecordBuilder`]
-/// builds domain [`Record`]s.
+/// gRPC layer that encodes rows straight into protobuf bytes; tests use
+/// `owned::RecordBuilder`, which builds domain records.
 pub trait RowSink {
     /// A new row of `table` starts.
     fn begin(&mut self, table: Table);
@@ -191,56 +96,6 @@ pub trait RowSink {
     fn commit(&mut self);
     /// The current row is unusable: forget its columns.
     fn abandon(&mut self);
-}
-
-/// A [`RowSink`] that collects domain [`Record`]s.
-#[derive(Debug, Default)]
-pub struct RecordBuilder {
-    /// Completed records.
-    pub records: Vec<Record>,
-    current: Option<Record>,
-}
-
-impl RowSink for RecordBuilder {
-    fn begin(&mut self, table: Table) {
-        self.current = Some(Record {
-            table,
-            operation: Operation::Upsert,
-            values: Vec::new(),
-        });
-    }
-
-    fn column(&mut self, name: &str, value: ValueRef<'_>) {
-        if let Some(record) = &mut self.current {
-            record
-                .values
-                .push((Cow::Owned(name.to_owned()), value.into_value()));
-        }
-    }
-
-    fn commit(&mut self) {
-        self.records.extend(self.current.take());
-    }
-
-    fn abandon(&mut self) {
-        self.current = None;
-    }
-}
-
-/// Maps one API row (the bytes of one JSON object) to a domain upsert for
-/// `table`. See [`RowMapper::map_into`].
-///
-/// # Errors
-/// [`RowError`] when the row is unusable.
-pub fn map_row(
-    table: Table,
-    declared: &[&'static ColumnSpec],
-    row: &[u8],
-    filter: &ColumnFilter,
-) -> Result<Record, RowError> {
-    let mut builder = RecordBuilder::default();
-    RowMapper::new(table, declared, filter).map_into(row, &mut builder)?;
-    builder.records.pop().ok_or(RowError::NotAnObject)
 }
 
 /// Maps the rows of one table, with what does not change from row to row
@@ -644,7 +499,10 @@ mod tests {
 
     use serde_json::json;
 
-    use super::*;
+    use super::{
+        owned::{Record, RecordBuilder, Value},
+        *,
+    };
 
     /// The former chrono-based parser, kept as the reference the fast path is
     /// tested against.
@@ -703,7 +561,7 @@ mod tests {
         row: serde_json::Value,
         filter: &ColumnFilter,
     ) -> Result<Record, RowError> {
-        super::map_row(table, declared, row.to_string().as_bytes(), filter)
+        super::owned::map_row(table, declared, row.to_string().as_bytes(), filter)
     }
 
     #[test]
@@ -837,7 +695,7 @@ mod tests {
     fn invalid_json_and_scalars_are_row_errors() {
         let traffic = declared(Table::Traffic);
         assert_eq!(
-            super::map_row(
+            super::owned::map_row(
                 Table::Traffic,
                 &traffic,
                 br#"{"zoneId": tru}"#,
@@ -846,7 +704,7 @@ mod tests {
             Err(RowError::InvalidJson)
         );
         assert_eq!(
-            super::map_row(Table::Traffic, &traffic, br#""text""#, &ColumnFilter::All),
+            super::owned::map_row(Table::Traffic, &traffic, br#""text""#, &ColumnFilter::All),
             Err(RowError::NotAnObject)
         );
         // Numbers beyond f64 are not JSON values serde_json accepts, whichever
@@ -856,13 +714,13 @@ mod tests {
                 r#"{{"recordDate_hour_1":"2025-12-01T15:00:00Z","zoneId":"z","{field}":1e400}}"#
             );
             assert_eq!(
-                super::map_row(Table::Traffic, &traffic, row.as_bytes(), &ColumnFilter::All),
+                super::owned::map_row(Table::Traffic, &traffic, row.as_bytes(), &ColumnFilter::All),
                 Err(RowError::InvalidJson),
                 "{field}"
             );
         }
         assert_eq!(
-            super::map_row(Table::Traffic, &traffic, br#""\ud800""#, &ColumnFilter::All),
+            super::owned::map_row(Table::Traffic, &traffic, br#""\ud800""#, &ColumnFilter::All),
             Err(RowError::InvalidJson)
         );
     }
@@ -872,7 +730,7 @@ mod tests {
         let row = b"{\"recordDate_hour_1\":\"2025-12-01T15:00:00Z\",\"zoneId\":\"z\xff\"}";
         let traffic = declared(Table::Traffic);
         assert_eq!(
-            super::map_row(Table::Traffic, &traffic, row, &ColumnFilter::All),
+            super::owned::map_row(Table::Traffic, &traffic, row, &ColumnFilter::All),
             Err(RowError::InvalidJson)
         );
     }
@@ -881,7 +739,8 @@ mod tests {
     fn escaped_strings_and_numeric_strings_are_decoded() {
         let row = br#"{"recordDate_hour_1":"2025-12-01T15:00:00Z","zoneId":"z\u00e9","sumins":"12","sumouts":3.0}"#;
         let traffic = declared(Table::Traffic);
-        let record = super::map_row(Table::Traffic, &traffic, row, &ColumnFilter::All).unwrap();
+        let record =
+            super::owned::map_row(Table::Traffic, &traffic, row, &ColumnFilter::All).unwrap();
         assert_eq!(
             record.get("zone_id"),
             Some(&Value::String("z\u{e9}".into()))
