@@ -6,7 +6,7 @@ use std::{path::PathBuf, process::ExitCode};
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::commands;
+use crate::{commands, grpc::server::ResponseCompression};
 
 /// The gRPC port Fivetran's partner SDK uses by default.
 const DEFAULT_PORT: u16 = 50051;
@@ -18,9 +18,9 @@ const DEFAULT_PORT: u16 = 50051;
 #[derive(Debug, Parser)]
 #[command(name = "sensource-connector", version, about, long_about)]
 pub struct Cli {
-    /// Port to serve gRPC on (also `--port=N`).
-    #[arg(long, default_value_t = DEFAULT_PORT)]
-    pub port: u16,
+    /// How to serve when no subcommand is given.
+    #[command(flatten)]
+    pub serve: ServeArgs,
 
     /// What to run; serving is the default.
     #[command(subcommand)]
@@ -31,11 +31,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the connector (the default when no subcommand is given).
-    Serve {
-        /// Port to serve gRPC on.
-        #[arg(long, default_value_t = DEFAULT_PORT)]
-        port: u16,
-    },
+    Serve(ServeArgs),
     /// Run the built-in SenSource API simulator (for local runs and tests).
     Simulate(SimulateArgs),
     /// Run a full sync into a local SQLite warehouse, like `fivetran debug`.
@@ -51,6 +47,24 @@ pub enum Command {
     },
 }
 
+/// Options of serving (the default command and `serve`).
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Port to serve gRPC on (also `--port=N`).
+    #[arg(long, default_value_t = DEFAULT_PORT)]
+    pub port: u16,
+    /// Compression of the messages the connector sends: `none` (the default:
+    /// Fivetran's worker runs beside the connector, so gzip costs CPU for
+    /// nothing) or `gzip` (for a connector behind a slow link, to clients that
+    /// accept it). Gzipped requests are accepted either way.
+    #[arg(long, default_value = "none", value_parser = parse_compression)]
+    pub compression: ResponseCompression,
+}
+
+fn parse_compression(text: &str) -> Result<ResponseCompression, String> {
+    text.parse()
+}
+
 /// Options of `simulate`.
 #[derive(Debug, Args)]
 pub struct SimulateArgs {
@@ -63,6 +77,9 @@ pub struct SimulateArgs {
     /// Client secret the token endpoint accepts.
     #[arg(long, default_value = "sim-secret")]
     pub client_secret: String,
+    /// A long-lived API token the API accepts as it is (no token exchange).
+    #[arg(long)]
+    pub api_token: Option<String>,
     /// Number of zones (traffic entities).
     #[arg(long, default_value_t = 6)]
     pub zones: usize,
@@ -169,8 +186,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()?;
     match cli.command {
-        None => runtime.block_on(commands::serve::run(cli.port)),
-        Some(Command::Serve { port }) => runtime.block_on(commands::serve::run(port)),
+        None => runtime.block_on(commands::serve::run(cli.serve.port, cli.serve.compression)),
+        Some(Command::Serve(args)) => {
+            runtime.block_on(commands::serve::run(args.port, args.compression))
+        }
         Some(Command::Simulate(args)) => runtime.block_on(commands::simulate::run(args)),
         Some(Command::Debug(args)) => runtime.block_on(commands::debug::run(args)),
         Some(Command::Reset { yes, files }) => commands::reset::run(&files, yes),

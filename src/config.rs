@@ -87,11 +87,15 @@ pub struct FieldSpec {
 
 /// The fields of the setup form, in display order.
 pub const FORM_FIELDS: &[FieldSpec] = &[
+    // Two ways to sign in, exactly one of which is filled in: an API client
+    // (ID and secret, exchanged for short-lived tokens) or a long-lived API
+    // token. Neither field is marked required, since either way suffices;
+    // `Config::from_map` enforces the rule and names both ways.
     FieldSpec {
         key: "client_id",
         label: "API client ID",
-        description: "The client ID of a SenSource Vea API client (Vea > Admin > API clients).",
-        required: true,
+        description: "The client ID of a SenSource Vea API client (Vea > Admin > API clients). Fill in this and the secret, or leave both empty and use an API token.",
+        required: false,
         kind: FieldKind::Text,
         default: None,
         placeholder: "your-client-id",
@@ -100,10 +104,19 @@ pub const FORM_FIELDS: &[FieldSpec] = &[
         key: "client_secret",
         label: "API client secret",
         description: "The secret of that API client. Stored encrypted by Fivetran; never logged.",
-        required: true,
+        required: false,
         kind: FieldKind::Password,
         default: None,
         placeholder: "your-client-secret",
+    },
+    FieldSpec {
+        key: "api_token",
+        label: "API token (instead of a client ID and secret)",
+        description: "A long-lived SenSource API token, sent as the Bearer token of every request with no sign-in exchange. Use it only if you have no API client; leave the client ID and secret empty then. Stored encrypted by Fivetran; never logged.",
+        required: false,
+        kind: FieldKind::Password,
+        default: None,
+        placeholder: "your-api-token",
     },
     FieldSpec {
         key: "traffic_metrics",
@@ -162,13 +175,27 @@ pub const ADVANCED_KEYS: &[&str] = &[
     "max_response_mb",
 ];
 
+/// How the connector signs in to SenSource.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Credentials {
+    /// An API client: its ID and secret are exchanged for short-lived access
+    /// tokens at the token endpoint.
+    Client {
+        /// OAuth2 client ID.
+        client_id: String,
+        /// OAuth2 client secret.
+        client_secret: Secret,
+    },
+    /// A long-lived API token, sent as the Bearer token as it is.
+    Token(Secret),
+}
+
 /// The validated configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
-    /// OAuth2 client ID.
-    pub client_id: String,
-    /// OAuth2 client secret.
-    pub client_secret: Secret,
+    /// How to sign in. For the Schema RPC, which needs none, an API client
+    /// with empty values.
+    pub credentials: Credentials,
     /// Traffic metrics, as the API names them, deduplicated, in the given order.
     pub traffic_metrics: Vec<String>,
     /// Occupancy metrics, as the API names them.
@@ -289,21 +316,13 @@ impl Config {
         let mut problems = Vec::new();
         let value = |key: &str| raw.get(key).map(|v| v.trim()).filter(|v| !v.is_empty());
 
-        let client_id = value("client_id").unwrap_or_default().to_owned();
-        if client_id.is_empty() && require_credentials {
-            problems.push(problem(
-                "client_id",
-                "is required: enter your SenSource API client ID",
-            ));
-        }
-        // Surrounding whitespace is trimmed (a pasting accident); the value is never echoed.
-        let client_secret = Secret::new(value("client_secret").unwrap_or_default());
-        if client_secret.is_empty() && require_credentials {
-            problems.push(problem(
-                "client_secret",
-                "is required: enter the secret of your SenSource API client",
-            ));
-        }
+        let credentials = parse_credentials(
+            value("client_id"),
+            value("client_secret"),
+            value("api_token"),
+            require_credentials,
+            &mut problems,
+        );
 
         let traffic_metrics = parse_list(
             "traffic_metrics",
@@ -390,8 +409,7 @@ impl Config {
 
         match (problems.is_empty(), start_date, api_base_url, auth_url) {
             (true, Some(start_date), Some(api_base_url), Some(auth_url)) => Ok(Config {
-                client_id,
-                client_secret,
+                credentials,
                 traffic_metrics,
                 occupancy_metrics,
                 reference_tables,
@@ -475,6 +493,55 @@ fn parse_list(
         ));
     }
     items
+}
+
+/// Exactly one way to sign in: `client_id` with `client_secret`, or
+/// `api_token`. Values are trimmed (a pasting accident) and never echoed.
+fn parse_credentials(
+    client_id: Option<&str>,
+    client_secret: Option<&str>,
+    api_token: Option<&str>,
+    required: bool,
+    problems: &mut Vec<FieldProblem>,
+) -> Credentials {
+    const EITHER: &str =
+        "set either `client_id` and `client_secret` (an API client) or `api_token`";
+    let client = Credentials::Client {
+        client_id: client_id.unwrap_or_default().to_owned(),
+        client_secret: Secret::new(client_secret.unwrap_or_default()),
+    };
+    match (client_id, client_secret, api_token) {
+        (None, None, Some(token)) => Credentials::Token(Secret::new(token)),
+        (_, _, Some(_)) => {
+            problems.push(problem(
+                "api_token",
+                format!("cannot be combined with an API client: {EITHER}, not both"),
+            ));
+            client
+        }
+        (None, None, None) if required => {
+            problems.push(problem(
+                "client_id",
+                format!("is required: {EITHER} to sign in to SenSource"),
+            ));
+            client
+        }
+        (None, Some(_), None) if required => {
+            problems.push(problem(
+                "client_id",
+                "is required with `client_secret`: enter your SenSource API client ID (or use `api_token` alone)",
+            ));
+            client
+        }
+        (Some(_), None, None) if required => {
+            problems.push(problem(
+                "client_secret",
+                "is required with `client_id`: enter the secret of your SenSource API client (or use `api_token` alone)",
+            ));
+            client
+        }
+        _ => client,
+    }
 }
 
 fn parse_start_date(
@@ -708,5 +775,53 @@ mod tests {
         let mut config = minimal();
         config.insert("chunk_day".into(), "3".into());
         assert_eq!(Config::unknown_keys(&config), ["chunk_day"]);
+    }
+
+    #[test]
+    fn exactly_one_way_to_sign_in_is_accepted_and_errors_name_both() {
+        let token_only = raw(&[("api_token", " t0ken-canary ")]);
+        let config = Config::from_map(&token_only, today()).unwrap();
+        assert_eq!(
+            config.credentials,
+            Credentials::Token(Secret::new("t0ken-canary"))
+        );
+        let client = Config::from_map(&minimal(), today()).unwrap();
+        assert_eq!(
+            client.credentials,
+            Credentials::Client {
+                client_id: "id".into(),
+                client_secret: Secret::new("s3cr3t-canary"),
+            }
+        );
+        for (pairs, field) in [
+            (&[][..], "client_id"),
+            (
+                &[("client_id", "id"), ("api_token", "t0ken-canary")][..],
+                "api_token",
+            ),
+            (
+                &[
+                    ("client_id", "id"),
+                    ("client_secret", "s3cr3t-canary"),
+                    ("api_token", "t0ken-canary"),
+                ][..],
+                "api_token",
+            ),
+            (&[("client_secret", "s3cr3t-canary")][..], "client_id"),
+            (&[("client_id", "id")][..], "client_secret"),
+        ] {
+            let error = Config::from_map(&raw(pairs), today()).unwrap_err();
+            let fields: Vec<_> = error.problems.iter().map(|p| p.field).collect();
+            assert_eq!(fields, [field], "{pairs:?}");
+            let message = error.to_string();
+            assert!(message.contains("api_token"), "{message}");
+            assert!(message.contains("client_id"), "{message}");
+            assert!(
+                !message.contains("canary"),
+                "a secret was echoed: {message}"
+            );
+        }
+        // The Schema RPC needs no credentials at all.
+        assert!(Config::for_schema(&HashMap::new(), today()).is_ok());
     }
 }

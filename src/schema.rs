@@ -82,7 +82,8 @@ impl Table {
     }
 
     /// The declared columns for this configuration: metric columns appear only
-    /// when their metric is configured.
+    /// when their metric is configured. (A metric column the API sends
+    /// anyway is still delivered, see `record::RowMapper`.)
     pub fn columns(self, config: &Config) -> impl Iterator<Item = &'static ColumnSpec> + '_ {
         self.all_columns().iter().filter(move |column| {
             column
@@ -188,8 +189,11 @@ static OCCUPANCY_COLUMNS: &[ColumnSpec] = &[
     metric("maxoccupancy", Long, "occupancy(max)"),
     metric("minoccupancy", Long, "occupancy(min)"),
     metric("avgoccupancy", Double, "occupancy(avg)"),
-    metric("sumins", Long, "ins"),
-    metric("sumouts", Long, "outs"),
+    // The occupancy endpoint sends `sumins` and `sumouts` on every row,
+    // whatever `metrics` asks for (clients report relying on them), so they
+    // are always declared: a value the API sends is never dropped.
+    column("sumins", "sumins", Long),
+    column("sumouts", "sumouts", Long),
 ];
 
 static LOCATION_COLUMNS: &[ColumnSpec] = &[
@@ -225,8 +229,9 @@ static ZONE_COLUMNS: &[ColumnSpec] = &[
     column("device_id", "deviceId", Text),
     column("count_type", "countType", Long),
     column("scale_factor", "scaleFactor", Double),
-    column("count_filter", "countFilter", Text),
-    column("count_application", "countApplication", Text),
+    // JSON integers in a recorded real `/api/zone` list.
+    column("count_filter", "countFilter", Long),
+    column("count_application", "countApplication", Long),
     column("perimeter", "perimeter", Boolean),
     column("disabled", "disabled", Boolean),
     column("settings", "settings", Json),

@@ -11,9 +11,9 @@ use tracing::{info, warn};
 
 use crate::{
     api::{ApiClient, ApiError, rows::RowConsumer},
-    chunk::{PlanSettings, PlannedChunk, plan_table},
+    chunk::{DateRange, PlanSettings, PlannedChunk, plan_table},
     config::Config,
-    record::{RowError, RowMapper, RowSink},
+    record::{BucketWindow, RowError, RowFate, RowMapper, RowSink},
     schema::{ColumnSpec, Table},
     selection::{ColumnFilter, Selection},
     state::State,
@@ -225,6 +225,7 @@ async fn run_inner<S: BatchSink>(
                     chunks = total_chunks,
                     rows = sent - usize::from(summary.truncated),
                     skipped = summary.skipped,
+                    outside_window = summary.outside_window,
                     bytes = summary.bytes,
                     elapsed_ms = started.elapsed().as_millis() as u64 + summary.fetch_ms,
                     "Synced chunk."
@@ -326,6 +327,9 @@ enum JobMessage<B> {
 #[derive(Debug, Default)]
 struct JobSummary {
     skipped: usize,
+    /// Rows the API sent for buckets outside the requested window: not
+    /// delivered by this job (the job whose window covers them does).
+    outside_window: usize,
     first_problem: Option<RowError>,
     fetch_ms: u64,
     bytes: u64,
@@ -397,7 +401,11 @@ async fn run_job<S: BatchSink>(
                     .await?
             }
         };
-        let mut batcher = RowBatcher::<S>::new(table, &declared, filter);
+        let window = match job {
+            Job::Reference(_) => None,
+            Job::Chunk { chunk, .. } => Some(bucket_window(chunk.range)),
+        };
+        let mut batcher = RowBatcher::<S>::new(table, &declared, filter, window);
         let truncate = match job {
             Job::Reference(_) => true,
             Job::Chunk { truncate_first, .. } => truncate_first,
@@ -445,6 +453,15 @@ async fn run_job<S: BatchSink>(
     }
 }
 
+/// The instants a chunk's request asks for: `[start 00:00Z, end 00:00Z)`.
+fn bucket_window(range: DateRange) -> BucketWindow {
+    let midnight = |day: NaiveDate| day.and_time(chrono::NaiveTime::MIN).and_utc().timestamp();
+    BucketWindow {
+        start: midnight(range.start()),
+        end: midnight(range.end()),
+    }
+}
+
 /// Maps the rows of one response into batches as the splitter finds them,
 /// setting each batch aside as soon as it is full: the per-row path of a
 /// sync, from body bytes to finished batches.
@@ -456,10 +473,20 @@ pub struct RowBatcher<'f, S: BatchSink> {
 }
 
 impl<'f, S: BatchSink> RowBatcher<'f, S> {
-    /// A batcher for rows of `table` into the `declared` columns, honouring `filter`.
-    pub fn new(table: Table, declared: &[&'static ColumnSpec], filter: &'f ColumnFilter) -> Self {
+    /// A batcher for rows of `table` into the `declared` columns, honouring
+    /// `filter`, keeping only rows inside `window` when there is one.
+    pub fn new(
+        table: Table,
+        declared: &[&'static ColumnSpec],
+        filter: &'f ColumnFilter,
+        window: Option<BucketWindow>,
+    ) -> Self {
+        let mapper = RowMapper::new(table, declared, filter);
         Self {
-            mapper: RowMapper::new(table, declared, filter),
+            mapper: match window {
+                Some(window) => mapper.within(window),
+                None => mapper,
+            },
             sink: S::default(),
             full: Vec::new(),
             summary: JobSummary::default(),
@@ -485,6 +512,12 @@ impl<'f, S: BatchSink> RowBatcher<'f, S> {
         self.full.drain(..)
     }
 
+    fn count(&mut self, fate: RowFate) {
+        if fate == RowFate::OutsideWindow {
+            self.summary.outside_window += 1;
+        }
+    }
+
     fn after_row(&mut self) {
         if self.sink.records() >= MAX_BATCH_RECORDS || self.sink.bytes() >= MAX_BATCH_BYTES {
             let records = self.sink.records();
@@ -495,15 +528,19 @@ impl<'f, S: BatchSink> RowBatcher<'f, S> {
 
 impl<S: BatchSink> RowConsumer for RowBatcher<'_, S> {
     fn take_row_prefix(&mut self, text: &str) -> Option<usize> {
-        let length = self.mapper.map_prefix_into(text, &mut self.sink)?;
+        let (length, fate) = self.mapper.map_prefix_into(text, &mut self.sink)?;
+        self.count(fate);
         self.after_row();
         Some(length)
     }
 
     fn take_row(&mut self, row: &[u8]) {
-        if let Err(problem) = self.mapper.map_into(row, &mut self.sink) {
-            self.summary.skipped += 1;
-            self.summary.first_problem.get_or_insert(problem);
+        match self.mapper.map_into(row, &mut self.sink) {
+            Ok(fate) => self.count(fate),
+            Err(problem) => {
+                self.summary.skipped += 1;
+                self.summary.first_problem.get_or_insert(problem);
+            }
         }
         self.after_row();
     }

@@ -1,6 +1,6 @@
 //! The SenSource API client: the only module that knows HTTP. It logs in with
 //! OAuth2 client credentials (token cached, refreshed before expiry and once on
-//! a 401), retries transient failures with backoff, caps response sizes, and
+//! a 401) or sends a configured long-lived API token, retries transient failures with backoff, caps response sizes, and
 //! hands back rows as JSON values.
 
 pub mod retry;
@@ -23,7 +23,7 @@ use url::Url;
 
 use crate::{
     chunk::DateRange,
-    config::{Config, HttpSettings},
+    config::{Config, Credentials, HttpSettings},
     schema::Table,
     secret::Secret,
 };
@@ -47,6 +47,14 @@ pub enum ApiError {
         "SenSource denied access to {endpoint} (HTTP 403): ask your SenSource administrator to give this API client access, or remove the table from the connector"
     )]
     Forbidden {
+        /// The endpoint path.
+        endpoint: String,
+    },
+    /// The configured long-lived API token was refused. User must act.
+    #[error(
+        "SenSource refused the API token (HTTP 401 for {endpoint}): check `api_token` in the connector setup, or use an API client (`client_id` and `client_secret`) instead"
+    )]
+    TokenRefused {
         /// The endpoint path.
         endpoint: String,
     },
@@ -119,6 +127,7 @@ impl ApiError {
             ApiError::InvalidCredentials { .. }
                 | ApiError::Forbidden { .. }
                 | ApiError::Unauthorized { .. }
+                | ApiError::TokenRefused { .. }
         )
     }
 }
@@ -132,13 +141,13 @@ pub struct TokenCache {
 }
 
 impl TokenCache {
-    fn slot(&self, config: &Config) -> Arc<TokenSlot> {
+    fn slot(&self, auth_url: &Url, client_id: &str, client_secret: &Secret) -> Arc<TokenSlot> {
         // The key is a hash that never leaves this process; the secret is part
         // of it so a changed secret gets a fresh token.
         let mut hasher = DefaultHasher::new();
-        config.auth_url.as_str().hash(&mut hasher);
-        config.client_id.hash(&mut hasher);
-        config.client_secret.expose().hash(&mut hasher);
+        auth_url.as_str().hash(&mut hasher);
+        client_id.hash(&mut hasher);
+        client_secret.expose().hash(&mut hasher);
         let key = hasher.finish();
         let mut slots = match self.slots.lock() {
             Ok(slots) => slots,
@@ -168,19 +177,32 @@ struct CachedToken {
 pub struct ApiClient {
     http: reqwest::Client,
     api_base_url: Url,
-    auth_url: Url,
-    client_id: String,
-    client_secret: Secret,
     settings: HttpSettings,
-    token: Arc<TokenSlot>,
+    access: Access,
+}
+
+/// Where the Bearer token of a request comes from.
+enum Access {
+    /// Minted from an API client's credentials and cached.
+    Minted {
+        auth_url: Url,
+        client_id: String,
+        client_secret: Secret,
+        token: Arc<TokenSlot>,
+    },
+    /// The configured long-lived API token, used as it is.
+    Static(Secret),
 }
 
 impl fmt::Debug for ApiClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ApiClient")
-            .field("api_base_url", &self.api_base_url.as_str())
-            .field("auth_url", &self.auth_url.as_str())
-            .finish_non_exhaustive()
+        let mut debug = f.debug_struct("ApiClient");
+        debug.field("api_base_url", &self.api_base_url.as_str());
+        match &self.access {
+            Access::Minted { auth_url, .. } => debug.field("auth_url", &auth_url.as_str()),
+            Access::Static(_) => debug.field("api_token", &"set"),
+        };
+        debug.finish_non_exhaustive()
     }
 }
 
@@ -207,14 +229,23 @@ impl ApiClient {
             ))
             .build()
             .map_err(|error| ApiError::Client(error.to_string()))?;
+        let access = match &config.credentials {
+            Credentials::Client {
+                client_id,
+                client_secret,
+            } => Access::Minted {
+                auth_url: config.auth_url.clone(),
+                client_id: client_id.clone(),
+                client_secret: client_secret.clone(),
+                token: tokens.slot(&config.auth_url, client_id, client_secret),
+            },
+            Credentials::Token(token) => Access::Static(token.clone()),
+        };
         Ok(Self {
             http,
             api_base_url: config.api_base_url.clone(),
-            auth_url: config.auth_url.clone(),
-            client_id: config.client_id.clone(),
-            client_secret: config.client_secret.clone(),
             settings: config.http.clone(),
-            token: tokens.slot(config),
+            access,
         })
     }
 
@@ -311,7 +342,17 @@ impl ApiClient {
     /// about to expire. Holding the slot's lock while minting is deliberate:
     /// other requests wait for this token instead of minting their own.
     async fn access_token(&self) -> Result<CachedToken, ApiError> {
-        let mut current = self.token.current.lock().await;
+        let slot = match &self.access {
+            Access::Minted { token, .. } => token,
+            Access::Static(token) => {
+                return Ok(CachedToken {
+                    access_token: token.clone(),
+                    refresh_at: Instant::now(),
+                    generation: 0,
+                });
+            }
+        };
+        let mut current = slot.current.lock().await;
         if let Some(token) = current.as_ref().filter(|t| t.refresh_at > Instant::now()) {
             return Ok(token.clone());
         }
@@ -325,23 +366,37 @@ impl ApiClient {
 
     /// Forgets the token a request was refused with, unless it was already replaced.
     async fn invalidate(&self, generation: u64) {
-        let mut current = self.token.current.lock().await;
+        let Access::Minted { token, .. } = &self.access else {
+            return;
+        };
+        let mut current = token.current.lock().await;
         if current.as_ref().is_some_and(|t| t.generation == generation) {
             *current = None;
         }
     }
 
     async fn mint(&self, generation: u64) -> Result<CachedToken, ApiError> {
+        let Access::Minted {
+            auth_url,
+            client_id,
+            client_secret,
+            ..
+        } = &self.access
+        else {
+            return Err(ApiError::Client(
+                "no API client to mint an access token with".into(),
+            ));
+        };
         let body = url::form_urlencoded::Serializer::new(String::new())
             .append_pair("grant_type", "client_credentials")
-            .append_pair("client_id", &self.client_id)
-            .append_pair("client_secret", self.client_secret.expose())
+            .append_pair("client_id", client_id)
+            .append_pair("client_secret", client_secret.expose())
             .finish();
         let started = Instant::now();
         let response = self
             .execute("token endpoint", None, Auth::TokenEndpoint, || {
                 self.http
-                    .post(self.auth_url.clone())
+                    .post(auth_url.clone())
                     .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
                     .body(body.clone())
             })
@@ -426,6 +481,14 @@ impl ApiClient {
                         }
                         (StatusClass::Rejected, Auth::TokenEndpoint) if status == 400 => {
                             return Err(ApiError::InvalidCredentials { status });
+                        }
+                        (StatusClass::Unauthorized, Auth::Bearer)
+                            if matches!(self.access, Access::Static(_)) =>
+                        {
+                            // A static token cannot be refreshed: the user must act.
+                            return Err(ApiError::TokenRefused {
+                                endpoint: endpoint.to_owned(),
+                            });
                         }
                         (StatusClass::Unauthorized, Auth::Bearer) if !refreshed_token => {
                             // A valid token is occasionally refused: mint once more, right away.

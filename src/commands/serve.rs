@@ -7,7 +7,7 @@ use tracing::{Level, warn};
 
 use crate::{
     grpc::{
-        server::{bind, serve, shutdown_signal},
+        server::{ResponseCompression, bind, serve, shutdown_signal},
         service::ConnectorService,
     },
     telemetry,
@@ -18,17 +18,18 @@ use crate::{
 /// multi-hour backfill to finish is never necessary.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
-/// Binds the port and serves until Ctrl-C or SIGTERM. Logs go to stdout as
+/// Binds the port and serves until Ctrl-C or SIGTERM, compressing responses
+/// as `compression` says. Logs go to stdout as
 /// Fivetran JSON lines; nothing else is printed there.
 ///
 /// # Errors
 /// When the port cannot be bound or the transport fails.
-pub async fn run(port: u16) -> anyhow::Result<ExitCode> {
+pub async fn run(port: u16, compression: ResponseCompression) -> anyhow::Result<ExitCode> {
     telemetry::init(std::io::stdout, Level::INFO);
     let listener = bind(port)?;
     let service = ConnectorService::default();
     let (stop, stopped) = oneshot::channel::<()>();
-    let mut server = tokio::spawn(serve(listener, service.clone(), async move {
+    let mut server = tokio::spawn(serve(listener, service.clone(), compression, async move {
         let _ = stopped.await;
     }));
     tokio::select! {

@@ -22,6 +22,7 @@ pub async fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let options = SimulatorOptions {
         client_id: args.client_id,
         client_secret: Secret::new(args.client_secret),
+        api_token: args.api_token.map(Secret::new),
         zones: args.zones,
         spaces: args.spaces,
         history_start,

@@ -443,6 +443,9 @@ async fn start_simulator(
         .map_err(DebugError::Simulator)?;
     configuration.insert("api_base_url".to_owned(), handle.base_url.clone());
     configuration.insert("auth_url".to_owned(), handle.auth_url.clone());
+    // The simulator signs in with its API client; a real API token in the
+    // file would be refused alongside it.
+    configuration.remove("api_token");
     configuration.insert("client_id".to_owned(), options.client_id);
     configuration.insert(
         "client_secret".to_owned(),

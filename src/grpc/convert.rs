@@ -178,9 +178,9 @@ fn value_type(value: crate::record::owned::Value) -> pb::ValueType {
 pub fn sync_error_status(error: &SyncError) -> Status {
     let code = match error {
         SyncError::Api(api) => match api {
-            ApiError::InvalidCredentials { .. } | ApiError::Unauthorized { .. } => {
-                Code::Unauthenticated
-            }
+            ApiError::InvalidCredentials { .. }
+            | ApiError::Unauthorized { .. }
+            | ApiError::TokenRefused { .. } => Code::Unauthenticated,
             ApiError::Forbidden { .. } => Code::PermissionDenied,
             ApiError::Rejected { .. } => Code::FailedPrecondition,
             ApiError::Unavailable { .. } | ApiError::BodyInterrupted { .. } => Code::Unavailable,
@@ -236,20 +236,20 @@ mod tests {
     }
 
     #[test]
-    fn form_has_required_credentials_and_a_password_secret() {
+    fn form_has_both_ways_to_sign_in_with_secrets_as_passwords() {
         let form = configuration_form();
-        let secret = form
-            .fields
-            .iter()
-            .find(|f| f.name == "client_secret")
-            .unwrap();
-        assert_eq!(secret.required, Some(true));
-        assert_eq!(
-            secret.r#type,
-            Some(pb::form_field::Type::TextField(
-                pb::TextField::Password as i32
-            ))
-        );
+        for name in ["client_secret", "api_token"] {
+            let field = form.fields.iter().find(|f| f.name == name).unwrap();
+            // Either way suffices, so neither is required on its own.
+            assert_eq!(field.required, Some(false), "{name}");
+            assert_eq!(
+                field.r#type,
+                Some(pb::form_field::Type::TextField(
+                    pb::TextField::Password as i32
+                )),
+                "{name}"
+            );
+        }
         assert_eq!(form.tests.len(), 1);
     }
 }

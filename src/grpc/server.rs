@@ -17,6 +17,51 @@ use super::{pb, pb::source_connector_server::SourceConnectorServer, service::Con
 /// Fivetran allows messages of up to 128 MiB each way.
 pub const MAX_MESSAGE_BYTES: usize = 128 * 1024 * 1024;
 
+/// How the connector compresses the messages it sends.
+///
+/// Uncompressed by default, whatever the client accepts: standard gRPC
+/// clients (grpc-java in Fivetran's worker, grpcio, grpc-go) advertise gzip on
+/// every call, and the worker runs beside the connector, so gzipping every
+/// `UpdateResponse` would cost most of the server's CPU and buy nothing.
+/// Gzip is an opt-in for a connector behind a slow link. Requests are
+/// accepted gzipped either way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ResponseCompression {
+    /// Send messages as they are (the default).
+    #[default]
+    None,
+    /// Gzip messages for clients that accept it.
+    Gzip,
+}
+
+impl ResponseCompression {
+    /// The names accepted on the command line, in help order.
+    pub const NAMES: [&'static str; 2] = ["none", "gzip"];
+
+    /// The command-line name.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Gzip => "gzip",
+        }
+    }
+}
+
+impl std::str::FromStr for ResponseCompression {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "none" => Ok(Self::None),
+            "gzip" => Ok(Self::Gzip),
+            _ => Err(format!(
+                "unknown compression {text:?}: use one of {}",
+                Self::NAMES.join(", ")
+            )),
+        }
+    }
+}
+
 /// Errors while starting or running the server.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -66,13 +111,15 @@ fn bind_dual_stack(port: u16) -> io::Result<TcpListener> {
 }
 
 /// Serves the connector, health (`SERVING`) and reflection (v1 and v1alpha)
-/// on `listener` until `shutdown` completes, then drains open calls.
+/// on `listener` until `shutdown` completes, then drains open calls. The
+/// connector's responses are compressed as `compression` says.
 ///
 /// # Errors
 /// [`ServeError`] if reflection cannot be built or the transport fails.
 pub async fn serve(
     listener: TcpListener,
     service: ConnectorService,
+    compression: ResponseCompression,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ServeError> {
     let (health_reporter, health_service) = tonic_health::server::health_reporter();
@@ -88,14 +135,16 @@ pub async fn serve(
     let reflection_v1 = reflection().build_v1()?;
     let reflection_v1alpha = reflection().build_v1alpha()?;
 
-    let connector = SourceConnectorServer::new(service)
+    let mut connector = SourceConnectorServer::new(service)
         .max_decoding_message_size(MAX_MESSAGE_BYTES)
         .max_encoding_message_size(MAX_MESSAGE_BYTES)
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip);
+        .accept_compressed(CompressionEncoding::Gzip);
+    if compression == ResponseCompression::Gzip {
+        connector = connector.send_compressed(CompressionEncoding::Gzip);
+    }
 
     if let Ok(address) = listener.local_addr() {
-        info!(address = %address, "Serving fivetran_sdk.v2.SourceConnector.");
+        info!(address = %address, compression = compression.name(), "Serving fivetran_sdk.v2.SourceConnector.");
     }
     Server::builder()
         .add_service(health_service)

@@ -210,11 +210,20 @@ impl SourceConnector for ConnectorService {
 
         let (events, receiver) = mpsc::channel(UPDATE_CHANNEL_CAPACITY);
         let span = info_span!("update");
+        // Logged before the stream exists, so it always precedes the sync's
+        // own lines. Fivetran names the account and destination group in the
+        // connector's environment: they tell whose sync this is.
+        span.in_scope(|| {
+            info!(
+                fivetran_account = fivetran_environment("FIVETRAN_ACCOUNT_NAME").as_deref(),
+                fivetran_group = fivetran_environment("FIVETRAN_GROUP_NAME").as_deref(),
+                "Sync started."
+            );
+        });
         let guard = RunningSyncGuard::new(&self.running_syncs);
         tokio::spawn(
             async move {
                 let _guard = guard;
-                info!("Sync started.");
                 let failure = events.clone();
                 match sync::run::<BatchEncoder>(sync_request, api, events).await {
                     Ok(SyncOutcome::Cancelled) => info!("Sync stopped: the client went away."),
@@ -235,4 +244,12 @@ impl SourceConnector for ConnectorService {
         });
         Ok(Response::new(Box::pin(stream)))
     }
+}
+
+/// A variable Fivetran sets in the connector's environment, when it is set
+/// and not empty.
+fn fivetran_environment(name: &str) -> Option<String> {
+    std::env::var(name)
+        .ok()
+        .filter(|value| !value.trim().is_empty())
 }

@@ -98,6 +98,33 @@ pub trait RowSink {
     fn abandon(&mut self);
 }
 
+/// The requested window of a time-series response, `[start, end)` in Unix
+/// seconds: a row whose bucket starts outside it is not delivered from this
+/// response (the request that covers the bucket delivers it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BucketWindow {
+    /// First instant inside the window.
+    pub start: i64,
+    /// First instant after the window.
+    pub end: i64,
+}
+
+impl BucketWindow {
+    fn contains(self, time: UnixTime) -> bool {
+        (self.start..self.end).contains(&time.seconds)
+    }
+}
+
+/// What became of a row that could be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RowFate {
+    /// Its record went to the sink.
+    Delivered,
+    /// Its bucket lies outside the requested window, so this response does
+    /// not deliver it (the API answered wider than asked).
+    OutsideWindow,
+}
+
 /// Maps the rows of one table, with what does not change from row to row
 /// (which columns are declared and wanted) worked out once.
 #[derive(Debug)]
@@ -105,6 +132,8 @@ pub struct RowMapper<'a> {
     table: Table,
     columns: Vec<MappedColumn>,
     filter: &'a ColumnFilter,
+    /// The requested window and the position of the bucket column it bounds.
+    window: Option<(BucketWindow, usize)>,
     /// Which declared column the n-th key of the last row matched: rows of
     /// one response list their fields in the same order, so the first guess
     /// is nearly always right.
@@ -112,7 +141,7 @@ pub struct RowMapper<'a> {
 }
 
 /// A column of the table, whether it is declared (a metric may not be
-/// configured) and whether it is sent (declared, and wanted by the selection).
+/// configured) and whether it is sent when it arrives (wanted by the selection).
 #[derive(Debug)]
 struct MappedColumn {
     spec: &'static ColumnSpec,
@@ -124,28 +153,39 @@ impl<'a> RowMapper<'a> {
     /// A mapper for rows of `table` into `declared` columns (its columns
     /// narrowed to the configured metrics), honouring `filter`.
     pub fn new(table: Table, declared: &[&'static ColumnSpec], filter: &'a ColumnFilter) -> Self {
-        // Every column of the table is known, declared or not, so that a
-        // metric that is not configured is recognised (and skipped) by the
-        // same lookup as the others.
+        // Every column of the table is known, declared or not: a metric that
+        // is not configured but arrives anyway is delivered with its known
+        // type (a value the API sends is never dropped); only declared
+        // columns are sent as NULL when absent.
         let columns = table
             .all_columns()
             .iter()
             .take(64)
-            .map(|spec| {
-                let declared = declared.iter().any(|column| column.source == spec.source);
-                MappedColumn {
-                    spec,
-                    declared,
-                    wanted: declared && (spec.primary_key || filter.includes(spec.name)),
-                }
+            .map(|spec| MappedColumn {
+                spec,
+                declared: declared.iter().any(|column| column.source == spec.source),
+                wanted: spec.primary_key || filter.includes(spec.name),
             })
             .collect();
         Self {
             table,
             columns,
             filter,
+            window: None,
             key_order: Vec::new(),
         }
+    }
+
+    /// Keeps only rows whose bucket (the table's timestamp key) starts inside
+    /// `window`. Tables without a timestamp key are not affected.
+    #[must_use]
+    pub fn within(mut self, window: BucketWindow) -> Self {
+        self.window = self
+            .columns
+            .iter()
+            .position(|c| c.spec.primary_key && c.spec.column_type == ColumnType::UtcDatetime)
+            .map(|bucket| (window, bucket));
+        self
     }
 
     /// The table whose rows this maps.
@@ -166,7 +206,7 @@ impl<'a> RowMapper<'a> {
     /// # Errors
     /// [`RowError`] when the row is not a JSON object, a key is missing, or a
     /// declared field has the wrong type.
-    pub fn map_into(&mut self, row: &[u8], sink: &mut impl RowSink) -> Result<(), RowError> {
+    pub fn map_into(&mut self, row: &[u8], sink: &mut impl RowSink) -> Result<RowFate, RowError> {
         sink.begin(self.table);
         // One UTF-8 check for the whole row.
         let mapped = std::str::from_utf8(row)
@@ -174,47 +214,42 @@ impl<'a> RowMapper<'a> {
             .and_then(|row| ObjectReader::new(row, Extent::Whole))
             .and_then(|mut reader| self.map_members(&mut reader, sink));
         match mapped {
-            Ok(()) => {
-                sink.commit();
-                Ok(())
-            }
-            Err(problem) => {
-                sink.abandon();
-                Err(problem)
-            }
+            Ok(RowFate::Delivered) => sink.commit(),
+            Ok(RowFate::OutsideWindow) | Err(_) => sink.abandon(),
         }
+        mapped
     }
 
     /// The single-pass fast path: maps the row that `text` (the rest of a
     /// response body as far as it has arrived) starts with, and returns its
-    /// length in bytes. Returns `None`, leaving nothing in the sink, when the row is
+    /// length in bytes and fate. Returns `None`, leaving nothing in the sink, when the row is
     /// cut short or unusable in any way: the caller then finds the row's end
     /// itself and maps it with [`RowMapper::map_into`], which reports why.
-    pub fn map_prefix_into(&mut self, text: &str, sink: &mut impl RowSink) -> Option<usize> {
+    pub fn map_prefix_into(
+        &mut self,
+        text: &str,
+        sink: &mut impl RowSink,
+    ) -> Option<(usize, RowFate)> {
         sink.begin(self.table);
         let mapped = ObjectReader::new(text, Extent::Prefix).and_then(|mut reader| {
-            self.map_members(&mut reader, sink)?;
-            Ok(reader.consumed())
+            let fate = self.map_members(&mut reader, sink)?;
+            Ok((reader.consumed(), fate))
         });
         match mapped {
-            Ok(length) => {
-                sink.commit();
-                Some(length)
-            }
-            Err(_) => {
-                sink.abandon();
-                None
-            }
+            Ok((_, RowFate::Delivered)) => sink.commit(),
+            Ok((_, RowFate::OutsideWindow)) | Err(_) => sink.abandon(),
         }
+        mapped.ok()
     }
 
     fn map_members(
         &mut self,
         reader: &mut ObjectReader<'_>,
         sink: &mut impl RowSink,
-    ) -> Result<(), RowError> {
+    ) -> Result<RowFate, RowError> {
         // Which declared columns were present.
         let mut seen: u64 = 0;
+        let mut fate = RowFate::Delivered;
         // The first problem; the rest of the row is still read, so that
         // broken JSON is reported as such rather than as a bad value.
         let mut problem: Option<RowError> = None;
@@ -244,7 +279,16 @@ impl<'a> RowMapper<'a> {
                     Ok(ValueRef::Null) if column.spec.primary_key => {
                         problem = Some(RowError::MissingKey(column.spec.source));
                     }
-                    Ok(value) => sink.column(column.spec.name, value),
+                    Ok(value) => {
+                        if let (Some((window, bucket)), ValueRef::UtcDatetime(time)) =
+                            (self.window, &value)
+                            && bucket == position
+                            && !window.contains(*time)
+                        {
+                            fate = RowFate::OutsideWindow;
+                        }
+                        sink.column(column.spec.name, value);
+                    }
                     Err(expected) => {
                         problem = Some(RowError::BadValue {
                             field: column.spec.source.to_owned(),
@@ -257,11 +301,10 @@ impl<'a> RowMapper<'a> {
                     continue;
                 }
                 let name = normalize_column_name(&key);
-                let declared_name = self
-                    .columns
-                    .iter()
-                    .any(|c| c.declared && c.spec.name == name);
-                if declared_name || !self.filter.includes(&name) || extra_names.contains(&name) {
+                // A field named like a known column under another spelling
+                // would collide with that column.
+                let known_name = self.columns.iter().any(|c| c.spec.name == name);
+                if known_name || !self.filter.includes(&name) || extra_names.contains(&name) {
                     continue;
                 }
                 sink.column(&name, infer(value));
@@ -282,7 +325,7 @@ impl<'a> RowMapper<'a> {
                 sink.column(column.spec.name, ValueRef::Null);
             }
         }
-        Ok(())
+        Ok(fate)
     }
 
     /// The declared column whose API field is `key`, the `index`-th key of
@@ -616,14 +659,14 @@ mod tests {
     }
 
     #[test]
-    fn metrics_that_are_not_configured_are_neither_sent_nor_passed_through() {
+    fn metrics_that_are_not_configured_are_delivered_when_they_arrive() {
         let without_outs: Vec<&'static ColumnSpec> = Table::Traffic
             .all_columns()
             .iter()
             .filter(|column| column.source != "sumouts")
             .collect();
         let row = json!({"recordDate_hour_1": "2025-12-01T15:00:00Z", "zoneId": "z",
-                         "sumins": 1, "sumouts": 2, "extra": 3});
+                         "sumins": 1, "sumouts": "2", "extra": 3});
         let record = map_row(Table::Traffic, &without_outs, row, &ColumnFilter::All).unwrap();
         let mut names: Vec<_> = record
             .values
@@ -633,8 +676,21 @@ mod tests {
         names.sort_unstable();
         assert_eq!(
             names,
-            ["extra", "name", "record_date_hour_1", "sumins", "zone_id"]
+            [
+                "extra",
+                "name",
+                "record_date_hour_1",
+                "sumins",
+                "sumouts",
+                "zone_id"
+            ]
         );
+        // With its known type, not one guessed from the JSON value.
+        assert_eq!(record.get("sumouts"), Some(&Value::Long(2)));
+        // Absent, it is not invented as a NULL column either.
+        let row = json!({"recordDate_hour_1": "2025-12-01T15:00:00Z", "zoneId": "z", "sumins": 1});
+        let record = map_row(Table::Traffic, &without_outs, row, &ColumnFilter::All).unwrap();
+        assert_eq!(record.get("sumouts"), None);
     }
 
     #[test]
@@ -848,8 +904,8 @@ mod tests {
             let length = RowMapper::new(Table::Traffic, &traffic, &ColumnFilter::All)
                 .map_prefix_into(std::str::from_utf8(&body).unwrap(), &mut prefix);
             match expected {
-                Ok(()) => {
-                    assert_eq!(length, Some(row.len()));
+                Ok(fate) => {
+                    assert_eq!(length, Some((row.len(), fate)));
                     assert_eq!(prefix.records, whole.records);
                 }
                 Err(_) => {
@@ -858,5 +914,42 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn rows_outside_the_requested_window_are_not_delivered_by_either_path() {
+        let traffic = declared(Table::Traffic);
+        // [2025-12-01T00:00Z, 2025-12-02T00:00Z)
+        let window = BucketWindow {
+            start: 1_764_547_200,
+            end: 1_764_633_600,
+        };
+        for (hour, fate) in [
+            ("2025-11-30T23:00:00.000Z", RowFate::OutsideWindow),
+            ("2025-12-01T00:00:00.000Z", RowFate::Delivered),
+            ("2025-12-01T23:00:00.000Z", RowFate::Delivered),
+            ("2025-12-02T00:00:00.000Z", RowFate::OutsideWindow),
+            ("2025-12-01T19:00:00-05:00", RowFate::OutsideWindow),
+        ] {
+            let row = format!(r#"{{"zoneId":"z","recordDate_hour_1":"{hour}","sumins":1}}"#);
+            let mut whole = RecordBuilder::default();
+            let mapped = RowMapper::new(Table::Traffic, &traffic, &ColumnFilter::All)
+                .within(window)
+                .map_into(row.as_bytes(), &mut whole);
+            assert_eq!(mapped, Ok(fate), "{hour}");
+            assert_eq!(whole.records.len(), usize::from(fate == RowFate::Delivered));
+            let body = format!("{row},{{}}]}}");
+            let mut prefix = RecordBuilder::default();
+            let length = RowMapper::new(Table::Traffic, &traffic, &ColumnFilter::All)
+                .within(window)
+                .map_prefix_into(&body, &mut prefix);
+            assert_eq!(length, Some((row.len(), fate)), "{hour}");
+            assert_eq!(prefix.records, whole.records);
+        }
+        // Reference tables have no bucket: the window does not apply.
+        let zone = RowMapper::new(Table::Zone, &declared(Table::Zone), &ColumnFilter::All)
+            .within(window)
+            .map_into(br#"{"zoneId":"z"}"#, &mut RecordBuilder::default());
+        assert_eq!(zone, Ok(RowFate::Delivered));
     }
 }

@@ -157,5 +157,6 @@ pub(crate) fn map_row(
 ) -> Result<Record, RowError> {
     let mut builder = RecordBuilder::default();
     RowMapper::new(table, declared, filter).map_into(row, &mut builder)?;
+    // No window: every row that can be read is delivered.
     builder.records.pop().ok_or(RowError::NotAnObject)
 }

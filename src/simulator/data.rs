@@ -24,7 +24,6 @@ const SALT_LOCATION: u64 = 0x6c6f_6300;
 const SALT_SITE: u64 = 0x7369_7400;
 const SALT_ZONE: u64 = 0x7a6f_6e00;
 const SALT_SENSOR: u64 = 0x7365_6e00;
-const SALT_DEVICE: u64 = 0x6465_7600;
 const SALT_SPACE: u64 = 0x7370_6300;
 const SALT_TRAFFIC: u64 = 0x7472_6100;
 const SALT_OCCUPANCY: u64 = 0x6f63_6300;
@@ -41,6 +40,9 @@ const ZONE_NAMES: [&str; 8] = [
     "West Entrance",
     "Café",
 ];
+
+/// Sensor models as real zone lists name them in `deviceId`.
+const DEVICE_MODELS: [&str; 2] = ["logic-1000", "logic-2000"];
 
 const SPACE_NAMES: [&str; 4] = ["Sales Floor", "Food Court", "Mezzanine", "Gallery"];
 
@@ -391,25 +393,21 @@ impl Dataset {
             .iter()
             .enumerate()
             .map(|(i, z)| {
-                // Half the zones carry a settings object, the rest null: both occur in real data.
-                let settings = if i % 2 == 0 {
-                    Value::Null
-                } else {
-                    json!({"direction": "in", "lines": [{"x1": 0, "y1": 120, "x2": 320, "y2": 120}]})
-                };
+                // The field set and JSON types of a recorded real `/api/zone` list:
+                // integer count settings, a device model as `deviceId`, `settings` null.
                 json!({
                     "zoneId": z.id,
                     "orgId": self.org_id,
                     "name": z.name,
                     "sensorId": self.sensor_ids[i],
-                    "deviceId": uuid(self.seed, SALT_DEVICE, i),
+                    "deviceId": DEVICE_MODELS[i % DEVICE_MODELS.len()],
                     "countType": 1 + (i % 2) as i64,
-                    "scaleFactor": if i % 3 == 0 { 1.0 } else { 0.95 },
-                    "countFilter": if i % 2 == 0 { Value::Null } else { json!("adults") },
-                    "countApplication": "traffic",
+                    "scaleFactor": 1,
+                    "countFilter": (i % 3) as i64 / 2,
+                    "countApplication": 1,
                     "perimeter": i % 4 == 0,
                     "disabled": false,
-                    "settings": settings,
+                    "settings": null,
                     "createdAt": format_timestamp(created + Duration::hours(i as i64)),
                     "updatedAt": format_timestamp(z.first_hour + Duration::milliseconds(250)),
                 })

@@ -208,11 +208,34 @@ async fn help_and_version() {
     let help = run_binary(dir.path(), &["--help"]).await;
     assert!(help.status.success());
     let help = String::from_utf8_lossy(&help.stdout);
-    for word in ["--port", "simulate", "debug", "reset"] {
+    for word in ["--port", "--compression", "simulate", "debug", "reset"] {
         assert!(help.contains(word), "{word} missing from --help");
     }
     let version = run_binary(dir.path(), &["--version"]).await;
     assert!(String::from_utf8_lossy(&version.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+/// An unknown `--compression` stops the binary before it serves, naming the
+/// value and the allowed ones.
+#[tokio::test]
+async fn unknown_compression_is_a_startup_error() {
+    let dir = tempfile::tempdir().unwrap();
+    for args in [
+        &["--port", "0", "--compression", "brotli"][..],
+        &["serve", "--port", "0", "--compression", "brotli"][..],
+    ] {
+        let output = run_binary(dir.path(), args).await;
+        assert!(!output.status.success());
+        let message = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            message.contains("\"brotli\"") && message.contains("none, gzip"),
+            "{message}"
+        );
+        assert!(
+            output.stdout.is_empty(),
+            "stdout is for JSON log lines only"
+        );
+    }
 }
 
 /// The release binary serving on a free port, with its stdout.
@@ -236,6 +259,9 @@ impl ServedBinary {
             .port();
         let mut child = Command::new(BINARY)
             .args(port_args(port))
+            // What Fivetran sets in a connector's environment.
+            .env("FIVETRAN_ACCOUNT_NAME", "Acme Libraries")
+            .env("FIVETRAN_GROUP_NAME", "warehouse_prod")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -306,7 +332,7 @@ async fn served_binary_logs_json_lines_and_stops_on_sigterm() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(form.fields.len(), 6);
+    assert_eq!(form.fields.len(), 7);
     let first_line = served.first_line.clone();
     let (status, rest) = served.terminate().await;
     assert!(status.success(), "{status:?}");
@@ -352,4 +378,14 @@ async fn sigterm_during_a_sync_stops_the_server_promptly() {
     assert!(status.success(), "{status:?}");
     assert!(started.elapsed() < std::time::Duration::from_secs(30));
     assert!(logs.contains("resume from the last checkpoint"), "{logs}");
+    // The sync-start line names whose sync it is.
+    let started = logs
+        .lines()
+        .find(|line| line.contains("Sync started"))
+        .unwrap_or_else(|| panic!("no sync-start line in {logs}"));
+    assert!(
+        started.contains("fivetran_account=Acme Libraries")
+            && started.contains("fivetran_group=warehouse_prod"),
+        "{started}"
+    );
 }

@@ -13,6 +13,8 @@ mod data_over_time;
 mod debug_command;
 /// Faults, bad data, crash injection, convergence, load, disconnects.
 mod reliability;
+/// Bodies recorded from the real API, replayed value for value.
+mod replay;
 /// Health and reflection services next to the connector.
 mod serving;
 /// ConfigurationForm, Test and Schema RPCs.

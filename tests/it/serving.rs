@@ -8,7 +8,16 @@ use tonic_reflection::pb::v1::{
     server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
 };
 
-use crate::support::spawn_connector;
+use std::sync::Arc;
+
+use fivetran_source::{
+    clock::FixedClock,
+    grpc::{pb, server::ResponseCompression},
+};
+
+use crate::support::{
+    configuration, now, spawn_connector, spawn_connector_compressing, spawn_simulator,
+};
 
 /// The health service reports SERVING for the server and the connector.
 #[tokio::test]
@@ -112,4 +121,57 @@ async fn reflection_describes_the_connector_in_v1_and_v1alpha() {
             .iter()
             .any(|s| s.name == "fivetran_sdk.v2.SourceConnector")
     );
+}
+
+/// Responses of one Update and one ConfigurationForm, and whether any of
+/// them came gzipped, for a client that advertises gzip like grpc-java.
+async fn response_encodings(compression: ResponseCompression) -> Vec<Option<String>> {
+    let sim = spawn_simulator().await;
+    let connector = spawn_connector_compressing(Arc::new(FixedClock(now())), compression).await;
+    let mut client = connector.client.clone();
+    let encoding = |metadata: &tonic::metadata::MetadataMap| {
+        metadata
+            .get("grpc-encoding")
+            .map(|value| value.to_str().unwrap().to_owned())
+    };
+    let form = client
+        .configuration_form(pb::ConfigurationFormRequest {})
+        .await
+        .unwrap();
+    let mut encodings = vec![encoding(form.metadata())];
+    let mut selection_zone_only = configuration(&sim);
+    selection_zone_only.insert("static_endpoints".into(), "zone".into());
+    let response = client
+        .update(pb::UpdateRequest {
+            configuration: selection_zone_only,
+            selection: None,
+            state_json: None,
+        })
+        .await
+        .unwrap();
+    encodings.push(encoding(response.metadata()));
+    let mut stream = response.into_inner();
+    let mut messages = 0;
+    while stream.message().await.unwrap().is_some() {
+        messages += 1;
+    }
+    assert!(messages > 10, "the sync sent {messages} messages");
+    encodings
+}
+
+/// A client that accepts gzip (grpc-java, grpcio and grpc-go all advertise
+/// it) still gets uncompressed messages: compressing for a worker on the same
+/// host costs CPU for nothing.
+#[tokio::test]
+async fn responses_are_uncompressed_by_default_even_when_gzip_is_accepted() {
+    let encodings = response_encodings(ResponseCompression::default()).await;
+    assert_eq!(encodings, [None, None]);
+}
+
+/// `--compression gzip` gzips the messages for clients that accept it.
+#[tokio::test]
+async fn gzip_is_sent_when_chosen() {
+    let encodings = response_encodings(ResponseCompression::Gzip).await;
+    let gzip = Some("gzip".to_owned());
+    assert_eq!(encodings, [gzip.clone(), gzip]);
 }

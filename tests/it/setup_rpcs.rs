@@ -23,6 +23,7 @@ async fn configuration_form_lists_user_fields_and_a_connection_test() {
         [
             "client_id",
             "client_secret",
+            "api_token",
             "traffic_metrics",
             "occupancy_metrics",
             "static_endpoints",
@@ -53,14 +54,20 @@ async fn configuration_form_lists_user_fields_and_a_connection_test() {
         Some("location,site,zone,space,sensor")
     );
     assert_eq!(defaults["start_date"], Some("2022-01-01"));
-    let secret = &form.fields[1];
-    assert_eq!(secret.required, Some(true));
-    assert_eq!(
-        secret.r#type,
-        Some(pb::form_field::Type::TextField(
-            pb::TextField::Password as i32
-        ))
-    );
+    // Either an API client or an API token signs in, so no credential field
+    // is required on its own; both secrets are password fields.
+    for secret in &form.fields[1..3] {
+        assert_eq!(secret.required, Some(false), "{}", secret.name);
+        assert_eq!(
+            secret.r#type,
+            Some(pb::form_field::Type::TextField(
+                pb::TextField::Password as i32
+            )),
+            "{}",
+            secret.name
+        );
+    }
+    assert!(form.fields[2].description().contains("client ID"));
     assert!(form.table_selection_supported);
     assert_eq!(form.tests.len(), 1);
 }
@@ -223,13 +230,32 @@ async fn schema_declares_seven_typed_tables() {
         column_type("location", "created_at"),
         pb::DataType::UtcDatetime as i32
     );
-    // Only configured metrics are declared.
-    assert!(
-        tables["occupancy"]
-            .columns
-            .iter()
-            .all(|c| c.name != "sumins")
-    );
+    // The occupancy endpoint sends both counts on every row whatever the
+    // metrics, so they are declared even with the default metrics.
+    for count in ["sumins", "sumouts"] {
+        assert_eq!(column_type("occupancy", count), pb::DataType::Long as i32);
+    }
+    // The real zone list carries these as JSON integers.
+    for setting in ["count_type", "count_filter", "count_application"] {
+        assert_eq!(column_type("zone", setting), pb::DataType::Long as i32);
+    }
+    // Only configured traffic metrics are declared.
+    let mut ins_only = configuration(&sim);
+    ins_only.insert("traffic_metrics".into(), "ins".into());
+    let Some(pb::schema_response::Response::WithoutSchema(list)) = connector
+        .client
+        .schema(pb::SchemaRequest {
+            configuration: ins_only,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .response
+    else {
+        panic!("expected a table list");
+    };
+    let traffic = list.tables.iter().find(|t| t.name == "traffic").unwrap();
+    assert!(traffic.columns.iter().all(|c| c.name != "sumouts"));
     assert_eq!(response.selection_not_supported, Some(false));
 }
 

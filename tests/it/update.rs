@@ -1,14 +1,19 @@
 //! Update over real gRPC against the simulator: exact data, checkpoints,
 //! resumption, state formats, selection and errors.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
-use fivetran_source::{grpc::pb, simulator::Faults};
+use fivetran_source::{
+    grpc::pb,
+    secret::Secret,
+    simulator::{self, Faults, SimulatorHandle, SimulatorOptions},
+};
 use tonic::Code;
 
 use crate::support::{
     Event, configuration, day, expected_occupancy, expected_traffic, occupancy_rows,
-    request_queries, spawn_connector, spawn_simulator, start, traffic_rows, update,
+    request_queries, simulator_options, spawn_connector, spawn_simulator, start, traffic_rows,
+    update,
 };
 
 /// A full sync delivers exactly the simulator's hourly data and reference
@@ -309,6 +314,98 @@ async fn wrong_credentials_become_one_task() {
     };
     assert!(message.contains("client_secret"), "{message}");
     assert!(!message.contains("bad-canary-secret"));
+}
+
+/// The simulator's configuration signing in with `api_token` alone.
+fn token_configuration(sim: &SimulatorHandle, api_token: &str) -> HashMap<String, String> {
+    let mut config = configuration(sim);
+    config.remove("client_id");
+    config.remove("client_secret");
+    config.insert("api_token".into(), api_token.into());
+    config
+}
+
+/// A long-lived API token is sent as the Bearer token as it is: the sync
+/// delivers the same data and the token endpoint is never called.
+#[tokio::test]
+async fn api_token_syncs_without_a_token_exchange() {
+    let sim = simulator::spawn(SimulatorOptions {
+        api_token: Some(Secret::new("static-api-token-canary")),
+        ..simulator_options()
+    })
+    .await
+    .unwrap();
+    let connector = spawn_connector().await;
+    let run = update(
+        &connector,
+        token_configuration(&sim, "static-api-token-canary"),
+        None,
+        None,
+    )
+    .await;
+    assert!(run.status.is_none(), "{:?}", run.status);
+    assert_eq!(traffic_rows(run.records()), expected_traffic(&sim, start()));
+    assert_eq!(sim.stats.token_mints(), 0);
+    assert!(
+        sim.stats
+            .requests_log()
+            .iter()
+            .all(|entry| !entry.path.contains("oauth"))
+    );
+}
+
+/// A refused API token is one Task that says so, after one request: it
+/// cannot be refreshed, so nothing is retried and nothing is minted.
+#[tokio::test]
+async fn refused_api_token_is_one_task_without_retries() {
+    let sim = spawn_simulator().await;
+    let connector = spawn_connector().await;
+    let run = update(
+        &connector,
+        token_configuration(&sim, "wrong-api-token-canary"),
+        None,
+        None,
+    )
+    .await;
+    assert!(run.status.is_none(), "{:?}", run.status);
+    let [Event::Task(message)] = run.events.as_slice() else {
+        panic!("expected one task, got {:?}", run.events);
+    };
+    assert!(message.contains("refused the API token"), "{message}");
+    assert!(message.contains("api_token"), "{message}");
+    assert_eq!(sim.stats.token_mints(), 0);
+    // The requests already in flight were refused too; none was repeated.
+    let paths: Vec<String> = sim
+        .stats
+        .requests_log()
+        .into_iter()
+        .map(|entry| format!("{}?{}", entry.path, entry.query))
+        .collect();
+    let distinct: BTreeSet<&String> = paths.iter().collect();
+    assert_eq!(distinct.len(), paths.len(), "{paths:?}");
+    assert!(paths.len() <= 4, "{paths:?}");
+}
+
+/// Both ways to sign in at once, or neither, is a clear INVALID_ARGUMENT
+/// naming both.
+#[tokio::test]
+async fn sign_in_must_be_one_way_or_the_other() {
+    let sim = spawn_simulator().await;
+    let connector = spawn_connector().await;
+    let mut both = configuration(&sim);
+    both.insert("api_token".into(), "some-api-token-canary".into());
+    let mut neither = token_configuration(&sim, "");
+    neither.remove("api_token");
+    for config in [both, neither] {
+        let run = update(&connector, config, None, None).await;
+        let status = run.status.expect("a status");
+        assert_eq!(status.code(), Code::InvalidArgument);
+        assert!(
+            status.message().contains("api_token") && status.message().contains("client_id"),
+            "{}",
+            status.message()
+        );
+    }
 }
 
 /// Transient 5xx answers are retried and the sync completes with the same data.
