@@ -445,16 +445,29 @@ impl Dataset {
             .collect()
     }
 
-    /// `(sumins, sumouts)` of a zone for the hour starting at `hour` (floored to the hour), or
-    /// `None` when the API would return no row at all.
+    /// `(sumins, sumouts)` of a zone for the bucket starting at `hour` (floored to the hour),
+    /// or `None` when the API would return no row at all. Buckets are local hours: see
+    /// [`local_bucket`].
     pub fn traffic(
         &self,
         zone_index: usize,
         hour: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Option<(i64, i64)> {
+        merge_local_hours(
+            hour,
+            |hour| self.utc_hour_traffic(zone_index, hour, now),
+            add_counts,
+        )
+    }
+
+    fn utc_hour_traffic(
+        &self,
+        zone_index: usize,
+        hour: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Option<(i64, i64)> {
         let zone = self.zones.get(zone_index)?;
-        let hour = hour_floor(hour);
         let elapsed = self.elapsed(zone, hour, now)?;
         let h = hash(&[
             self.seed,
@@ -466,15 +479,33 @@ impl Dataset {
         Some((elapsed.scale(ins), elapsed.scale(outs)))
     }
 
-    /// Occupancy of a space for the hour starting at `hour`, or `None` when there is no row.
+    /// Occupancy of a space for the bucket starting at `hour`, or `None` when there is no
+    /// row. Buckets are local hours: see [`local_bucket`].
     pub fn occupancy(
         &self,
         space_index: usize,
         hour: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Option<OccupancyValues> {
+        merge_local_hours(
+            hour,
+            |hour| self.utc_hour_occupancy(space_index, hour, now),
+            |a, b| OccupancyValues {
+                max: a.max.max(b.max),
+                min: a.min.min(b.min),
+                // The mean of two one-decimal averages, to one decimal again.
+                avg: ((a.avg + b.avg) * 5.0).round() / 10.0,
+            },
+        )
+    }
+
+    fn utc_hour_occupancy(
+        &self,
+        space_index: usize,
+        hour: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Option<OccupancyValues> {
         let space = self.spaces.get(space_index)?;
-        let hour = hour_floor(hour);
         let elapsed = self.elapsed(space, hour, now)?;
         let h = hash(&[
             self.seed,
@@ -500,7 +531,7 @@ impl Dataset {
         })
     }
 
-    /// `(sumins, sumouts)` through a space's doors for an hour; rows exist exactly when
+    /// `(sumins, sumouts)` through a space's doors for a bucket; rows exist exactly when
     /// [`Dataset::occupancy`] has one.
     pub fn space_traffic(
         &self,
@@ -508,8 +539,20 @@ impl Dataset {
         hour: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Option<(i64, i64)> {
+        merge_local_hours(
+            hour,
+            |hour| self.utc_hour_space_traffic(space_index, hour, now),
+            add_counts,
+        )
+    }
+
+    fn utc_hour_space_traffic(
+        &self,
+        space_index: usize,
+        hour: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Option<(i64, i64)> {
         let space = self.spaces.get(space_index)?;
-        let hour = hour_floor(hour);
         let elapsed = self.elapsed(space, hour, now)?;
         let h = hash(&[
             self.seed,
@@ -542,6 +585,58 @@ impl Dataset {
             full_ms,
         })
     }
+}
+
+/// Which local-time bucket a UTC hour belongs to. The API builds hourly buckets in the site's
+/// local time (a recorded real account has no `07:00Z` row on the US fall-back day, where
+/// America/Denver repeats 01:00): the repeated local hour is one bucket, labelled with the
+/// start of its second occurrence, and the first occurrence has no row of its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LocalBucket {
+    /// An ordinary hour: its own bucket.
+    Own,
+    /// The first occurrence of the repeated hour: merged into the next bucket, no row.
+    MergedIntoNext,
+    /// The second occurrence: its bucket also holds the hour before it.
+    HoldsPrevious,
+}
+
+/// The bucket role of the UTC hour starting at `hour` in the account's local zone.
+pub fn local_bucket(hour: DateTime<Utc>) -> LocalBucket {
+    let hour = hour_floor(hour);
+    let before = local_offset_hours(hour - Duration::hours(1));
+    let this = local_offset_hours(hour);
+    let after = local_offset_hours(hour + Duration::hours(1));
+    // Clocks go back by one hour at the end of daylight time: the offset drops.
+    if this > after {
+        LocalBucket::MergedIntoNext
+    } else if before > this {
+        LocalBucket::HoldsPrevious
+    } else {
+        LocalBucket::Own
+    }
+}
+
+/// The value of the local bucket starting at `hour`, from per-UTC-hour values: `None` for the
+/// first occurrence of a repeated hour, both occurrences merged for the second.
+fn merge_local_hours<T>(
+    hour: DateTime<Utc>,
+    utc_hour: impl Fn(DateTime<Utc>) -> Option<T>,
+    merge: impl Fn(T, T) -> T,
+) -> Option<T> {
+    let hour = hour_floor(hour);
+    match local_bucket(hour) {
+        LocalBucket::Own => utc_hour(hour),
+        LocalBucket::MergedIntoNext => None,
+        LocalBucket::HoldsPrevious => match (utc_hour(hour - Duration::hours(1)), utc_hour(hour)) {
+            (Some(first), Some(second)) => Some(merge(first, second)),
+            (first, second) => first.or(second),
+        },
+    }
+}
+
+fn add_counts(a: (i64, i64), b: (i64, i64)) -> (i64, i64) {
+    (a.0 + b.0, a.1 + b.1)
 }
 
 fn name_for(names: &[&str], index: usize) -> String {
@@ -891,6 +986,43 @@ mod tests {
             assert!(d.space_traffic(0, hour, now()).is_some());
             assert_eq!(plain.traffic(0, hour, now()), None);
             hour += Duration::hours(1);
+        }
+    }
+
+    #[test]
+    fn the_repeated_fall_back_hour_is_one_bucket() {
+        let data = dataset(7);
+        let late = at("2026-01-01T00:00:00Z");
+        // US Eastern falls back at 06:00Z on 2025-11-02: 05Z and 06Z are both 01:00 local.
+        let first = at("2025-11-02T05:00:00Z");
+        let second = at("2025-11-02T06:00:00Z");
+        assert_eq!(local_bucket(first), LocalBucket::MergedIntoNext);
+        assert_eq!(local_bucket(second), LocalBucket::HoldsPrevious);
+        assert_eq!(local_bucket(at("2025-11-02T07:00:00Z")), LocalBucket::Own);
+        // Spring forward skips a local hour but no UTC hour: every bucket is its own.
+        for hour in 0..24 {
+            let hour = at("2025-03-09T00:00:00Z") + Duration::hours(hour);
+            assert_eq!(local_bucket(hour), LocalBucket::Own, "{hour}");
+        }
+        for zone in 0..data.zone_count() {
+            assert_eq!(data.traffic(zone, first, late), None);
+            let merged = add_counts(
+                data.utc_hour_traffic(zone, first, late).unwrap(),
+                data.utc_hour_traffic(zone, second, late).unwrap(),
+            );
+            assert_eq!(data.traffic(zone, second, late), Some(merged));
+        }
+        for space in 0..data.space_count() {
+            assert_eq!(data.occupancy(space, first, late), None);
+            assert_eq!(data.space_traffic(space, first, late), None);
+            let merged = data.occupancy(space, second, late).unwrap();
+            let (a, b) = (
+                data.utc_hour_occupancy(space, first, late).unwrap(),
+                data.utc_hour_occupancy(space, second, late).unwrap(),
+            );
+            assert_eq!(merged.max, a.max.max(b.max));
+            assert_eq!(merged.min, a.min.min(b.min));
+            assert!(merged.min as f64 <= merged.avg && merged.avg <= merged.max as f64);
         }
     }
 }
