@@ -9,9 +9,17 @@
 //!   each measured `--repeat` times (default 3), compared by the medians;
 //! - `--latency`: the simulator answers after 100 ms; compares one request in
 //!   flight with the default;
+//! - `--compression`: the same sync three times: a client that accepts gzip
+//!   (as grpc-java, Fivetran's worker, does on every call) and one that
+//!   accepts only identity, against the default server, then the gzip client
+//!   against a server started with `--compression gzip`; compares server CPU
+//!   per row;
 //! - `--heap` (with any mode): runs the server under valgrind's massif and
 //!   also prints its peak heap (what the program holds, without the
 //!   allocator's own page-level behaviour); about 10x slower.
+//!
+//! The client advertises gzip (`grpc-accept-encoding: gzip`) unless
+//! `--identity-client` is given, so what is measured is what production sees.
 
 // A benchmark fails fast on a broken setup.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
@@ -40,6 +48,7 @@ struct Options {
     days: u64,
     repeat: usize,
     heap: bool,
+    peers: Peers,
     mode: Mode,
 }
 
@@ -47,6 +56,37 @@ enum Mode {
     Single,
     Scaling,
     Latency,
+    Compression,
+}
+
+/// How the two ends of the gRPC stream negotiate compression.
+#[derive(Clone, Copy, Debug)]
+struct Peers {
+    /// The client advertises `grpc-accept-encoding: gzip`, as grpc-java,
+    /// grpcio and grpc-go do by default.
+    client_accepts_gzip: bool,
+    /// The server's `--compression` flag.
+    server_compression: &'static str,
+}
+
+impl Peers {
+    /// What production sees: a gzip-accepting client, the default server.
+    const PRODUCTION: Peers = Peers {
+        client_accepts_gzip: true,
+        server_compression: "none",
+    };
+
+    fn label(self) -> String {
+        format!(
+            "client accepts {}, server --compression {}",
+            if self.client_accepts_gzip {
+                "gzip"
+            } else {
+                "identity only"
+            },
+            self.server_compression
+        )
+    }
 }
 
 fn parse_args() -> Options {
@@ -55,6 +95,7 @@ fn parse_args() -> Options {
         days: 1100,
         repeat: 3,
         heap: false,
+        peers: Peers::PRODUCTION,
         mode: Mode::Single,
     };
     let mut args = std::env::args().skip(1);
@@ -74,6 +115,8 @@ fn parse_args() -> Options {
             "--scaling" => options.mode = Mode::Scaling,
             "--heap" => options.heap = true,
             "--latency" => options.mode = Mode::Latency,
+            "--compression" => options.mode = Mode::Compression,
+            "--identity-client" => options.peers.client_accepts_gzip = false,
             // `cargo bench` passes `--bench`; ignore what is not ours.
             _ => {}
         }
@@ -307,7 +350,7 @@ const MASSIF_OUT: &str = "target/e2e-massif.out";
 
 /// Starts the release server on a free port (under massif when `heap`) and
 /// waits for its first log line.
-fn start_server(heap: bool) -> (Child, u16) {
+fn start_server(heap: bool, compression: &str) -> (Child, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -328,6 +371,7 @@ fn start_server(heap: bool) -> (Child, u16) {
     };
     let mut child = command
         .arg(format!("--port={port}"))
+        .args(["--compression", compression])
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -374,14 +418,17 @@ fn massif_peak(path: &str) -> u64 {
     peak
 }
 
-async fn measure(config: HashMap<String, String>, heap: bool) -> Measurement {
-    let (mut server, port) = start_server(heap);
+async fn measure(config: HashMap<String, String>, heap: bool, peers: Peers) -> Measurement {
+    let (mut server, port) = start_server(heap, peers.server_compression);
     let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
         .unwrap()
         .connect()
         .await
         .unwrap();
     let mut client = tonic::client::Grpc::new(channel);
+    if peers.client_accepts_gzip {
+        client = client.accept_compressed(tonic::codec::CompressionEncoding::Gzip);
+    }
     client.ready().await.unwrap();
     let (cpu_before, _) = process_usage(server.id());
     let (bench_cpu_before, _) = process_usage(std::process::id());
@@ -449,7 +496,13 @@ async fn measure(config: HashMap<String, String>, heap: bool) -> Measurement {
 
 /// Measures `repeat` syncs of one prepared history (each with a fresh
 /// server); returns them in order.
-async fn repeated(zones: usize, days: u64, repeat: usize, heap: bool) -> Vec<Measurement> {
+async fn repeated(
+    zones: usize,
+    days: u64,
+    repeat: usize,
+    heap: bool,
+    peers: &[Peers],
+) -> Vec<Measurement> {
     let sim = start_simulator(zones, days, 0).await;
     let config = configuration(&sim, days, None);
     let started = Instant::now();
@@ -458,9 +511,11 @@ async fn repeated(zones: usize, days: u64, repeat: usize, heap: bool) -> Vec<Mea
         "prepared bodies in {:.1} s",
         started.elapsed().as_secs_f64()
     );
-    let mut measurements = Vec::with_capacity(repeat);
+    let mut measurements = Vec::with_capacity(repeat * peers.len());
     for _ in 0..repeat {
-        measurements.push(measure(config.clone(), heap).await);
+        for &peers in peers {
+            measurements.push(measure(config.clone(), heap, peers).await);
+        }
     }
     measurements
 }
@@ -480,8 +535,60 @@ fn main() {
         .unwrap();
     runtime.block_on(async {
         match options.mode {
-            Mode::Single => {
-                repeated(options.zones, options.days, 1, options.heap).await[0].print("e2e")
+            Mode::Single => repeated(
+                options.zones,
+                options.days,
+                1,
+                options.heap,
+                &[options.peers],
+            )
+            .await[0]
+                .print(&format!("e2e ({})", options.peers.label())),
+            Mode::Compression => {
+                let setups = [
+                    Peers::PRODUCTION,
+                    Peers {
+                        client_accepts_gzip: false,
+                        ..Peers::PRODUCTION
+                    },
+                    Peers {
+                        server_compression: "gzip",
+                        ..Peers::PRODUCTION
+                    },
+                ];
+                let measurements = repeated(
+                    options.zones,
+                    options.days,
+                    options.repeat,
+                    options.heap,
+                    &setups,
+                )
+                .await;
+                let per_row = |m: &Measurement| m.server_cpu.as_secs_f64() * 1e6 / m.rows as f64;
+                let mut medians = Vec::new();
+                for (index, setup) in setups.iter().enumerate() {
+                    let runs: Vec<&Measurement> = measurements
+                        .iter()
+                        .skip(index)
+                        .step_by(setups.len())
+                        .collect();
+                    for run in &runs {
+                        run.print(&setup.label());
+                    }
+                    let median_per_row = median(runs.iter().map(|m| per_row(m)));
+                    println!(
+                        "{}, median of {}: server CPU {median_per_row:.2} µs/row",
+                        setup.label(),
+                        runs.len()
+                    );
+                    medians.push(median_per_row);
+                }
+                println!(
+                    "server CPU per row, gzip-accepting client vs identity-only client: {:.2}x; \
+                     with --compression gzip: {:.2}x",
+                    medians[0] / medians[1],
+                    medians[2] / medians[1]
+                );
             }
             Mode::Scaling => {
                 // (rows, median seconds, median peak RSS in KiB, median peak heap) of 1x.
@@ -493,6 +600,7 @@ fn main() {
                         options.days * factor,
                         options.repeat,
                         options.heap,
+                        &[options.peers],
                     )
                     .await;
                     for measurement in &measurements {
@@ -535,7 +643,7 @@ fn main() {
                 for in_flight in [Some(1), None] {
                     let sim = start_simulator(zones, days, 100).await;
                     let config = configuration(&sim, days, in_flight);
-                    let measurement = measure(config, options.heap).await;
+                    let measurement = measure(config, options.heap, options.peers).await;
                     let label = match in_flight {
                         Some(n) => format!("100 ms latency, {n} request in flight"),
                         None => "100 ms latency, default in flight".to_owned(),
