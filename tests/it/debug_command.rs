@@ -15,10 +15,9 @@ use fivetran_source::{
 };
 
 use crate::support::{
-    Cell, assert_no_secrets, configuration, expected_traffic, spawn_simulator, start,
+    BINARY, Cell, ServedBinary, assert_no_secrets, configuration, expected_traffic,
+    spawn_simulator, start,
 };
-
-const BINARY: &str = env!("CARGO_BIN_EXE_sensource-connector");
 
 /// Runs the binary with `args` in `dir`, off the async runtime so the
 /// in-process simulator keeps serving.
@@ -235,88 +234,6 @@ async fn unknown_compression_is_a_startup_error() {
             output.stdout.is_empty(),
             "stdout is for JSON log lines only"
         );
-    }
-}
-
-/// The release binary serving on a free port, with its stdout.
-struct ServedBinary {
-    child: std::process::Child,
-    port: u16,
-    first_line: String,
-    stdout: std::io::BufReader<std::process::ChildStdout>,
-}
-
-impl ServedBinary {
-    /// Starts the binary with `port_args(port)` and waits for its first log
-    /// line, written once it listens: no sleeping.
-    async fn start(port_args: impl FnOnce(u16) -> Vec<String>) -> Self {
-        use std::io::BufRead;
-
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let mut child = Command::new(BINARY)
-            .args(port_args(port))
-            // What Fivetran sets in a connector's environment.
-            .env("FIVETRAN_ACCOUNT_NAME", "Acme Libraries")
-            .env("FIVETRAN_GROUP_NAME", "warehouse_prod")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-        let (first_line, stdout) = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            stdout.read_line(&mut line).unwrap();
-            (line, stdout)
-        })
-        .await
-        .unwrap();
-        assert!(first_line.contains("Serving"), "{first_line}");
-        Self {
-            child,
-            port,
-            first_line,
-            stdout,
-        }
-    }
-
-    async fn client(
-        &self,
-    ) -> fivetran_source::grpc::pb::source_connector_client::SourceConnectorClient<
-        tonic::transport::Channel,
-    > {
-        fivetran_source::grpc::pb::source_connector_client::SourceConnectorClient::connect(format!(
-            "http://127.0.0.1:{}",
-            self.port
-        ))
-        .await
-        .unwrap()
-    }
-
-    /// Sends SIGTERM and waits for the exit; returns the exit status and the
-    /// rest of stdout.
-    async fn terminate(self) -> (std::process::ExitStatus, String) {
-        let Self {
-            mut child,
-            mut stdout,
-            ..
-        } = self;
-        let killed = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(killed.success());
-        tokio::task::spawn_blocking(move || {
-            let mut rest = String::new();
-            std::io::Read::read_to_string(&mut stdout, &mut rest).unwrap();
-            (child.wait().unwrap(), rest)
-        })
-        .await
-        .unwrap()
     }
 }
 

@@ -11,6 +11,8 @@ mod support;
 mod data_over_time;
 /// The built binary: `debug`, `reset`, `--help`.
 mod debug_command;
+/// The README's grpcurl commands, run with the real grpcurl against the binary.
+mod grpcurl;
 /// Faults, bad data, crash injection, convergence, load, disconnects.
 mod reliability;
 /// Bodies recorded from the real API, replayed value for value.

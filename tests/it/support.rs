@@ -1,9 +1,13 @@
-//! Test harness: spawn the simulator and the connector, build configurations,
-//! collect Update streams, and compute the data the simulator serves.
+//! Test harness: spawn the simulator and the connector (in process, or the
+//! built binary serving), build configurations, collect Update streams, and
+//! compute the data the simulator serves.
 
 use std::{
     collections::{BTreeMap, BTreeSet, HashMap},
+    io::BufRead,
+    process::{Child, Command, ExitStatus, Stdio},
     sync::{Arc, Mutex, OnceLock},
+    thread::JoinHandle,
 };
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
@@ -110,6 +114,109 @@ pub async fn spawn_connector_compressing(
         channel,
         service,
         _shutdown: shutdown,
+    }
+}
+
+/// The built `sensource-connector` executable.
+pub const BINARY: &str = env!("CARGO_BIN_EXE_sensource-connector");
+
+/// The built binary serving on a free port. Its stdout is drained by a
+/// thread from the start, so a chatty server never blocks on a full pipe.
+/// Dropping it kills the process, so a failed test leaves no server behind.
+pub struct ServedBinary {
+    child: Option<Child>,
+    pub port: u16,
+    /// The log line saying it listens.
+    pub first_line: String,
+    /// The drain thread; it returns every other line once stdout closes.
+    rest: Option<JoinHandle<String>>,
+}
+
+impl ServedBinary {
+    /// Starts the binary with `port_args(port)` and waits for its "Serving"
+    /// log line, written once it listens: no sleeping.
+    pub async fn start(port_args: impl FnOnce(u16) -> Vec<String>) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new(BINARY)
+            .args(port_args(port))
+            // What Fivetran sets in a connector's environment.
+            .env("FIVETRAN_ACCOUNT_NAME", "Acme Libraries")
+            .env("FIVETRAN_GROUP_NAME", "warehouse_prod")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let (serving, listening) = oneshot::channel();
+        let rest = std::thread::spawn(move || {
+            // Lines before "Serving" (such as the IPv4-only notice) are kept
+            // with the rest, so callers still see every line.
+            let mut serving = Some(serving);
+            let mut rest = String::new();
+            for line in stdout.lines() {
+                let line = line.unwrap();
+                match serving.take_if(|_| line.contains("Serving")) {
+                    Some(serving) => {
+                        let _ = serving.send(line);
+                    }
+                    None => {
+                        rest.push_str(&line);
+                        rest.push('\n');
+                    }
+                }
+            }
+            rest
+        });
+        let mut served = Self {
+            child: Some(child),
+            port,
+            first_line: String::new(),
+            rest: Some(rest),
+        };
+        match listening.await {
+            Ok(line) => served.first_line = line,
+            Err(_) => {
+                let status = served.child.take().unwrap().wait().unwrap();
+                let output = served.rest.take().unwrap().join().unwrap();
+                panic!("the binary exited ({status}) before serving:\n{output}");
+            }
+        }
+        served
+    }
+
+    pub async fn client(&self) -> SourceConnectorClient<Channel> {
+        SourceConnectorClient::connect(format!("http://127.0.0.1:{}", self.port))
+            .await
+            .unwrap()
+    }
+
+    /// Sends SIGTERM and waits for the exit; returns the exit status and the
+    /// rest of stdout.
+    pub async fn terminate(mut self) -> (ExitStatus, String) {
+        let mut child = self.child.take().unwrap();
+        let rest = self.rest.take().unwrap();
+        let killed = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(killed.success());
+        tokio::task::spawn_blocking(move || (child.wait().unwrap(), rest.join().unwrap()))
+            .await
+            .unwrap()
+    }
+}
+
+impl Drop for ServedBinary {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 
