@@ -6,7 +6,7 @@ use std::fmt;
 
 use chrono::{Days, NaiveDate};
 
-use crate::{schema::Table, state::Coverage};
+use crate::schema::Table;
 
 /// A non-empty window of whole UTC days, `start` inclusive, `end` exclusive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -57,6 +57,18 @@ impl fmt::Display for DateRange {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}..{}", self.start, self.end)
     }
+}
+
+/// Days `[from, through]` (UTC, inclusive) of one table whose records have all
+/// been sent before a checkpoint: what planning starts from, and what the
+/// sync state stores per table. `through` is the last synced day, which was
+/// partial when read and is read again on the next sync.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Coverage {
+    /// First synced day.
+    pub from: NaiveDate,
+    /// Last synced day.
+    pub through: NaiveDate,
 }
 
 /// Whether a chunk extends coverage into the past or towards today.

@@ -6,7 +6,9 @@ use std::{path::PathBuf, process::ExitCode};
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::{commands, grpc::server::ResponseCompression};
+use fivetran_source::{debug, grpc::server::ResponseCompression};
+
+use crate::commands;
 
 /// The gRPC port Fivetran's partner SDK uses by default.
 const DEFAULT_PORT: u16 = 50051;
@@ -17,19 +19,19 @@ const DEFAULT_PORT: u16 = 50051;
 /// health and reflection) on `[::]:PORT`, logging Fivetran JSON lines to stdout.
 #[derive(Debug, Parser)]
 #[command(name = "sensource-connector", version, about, long_about)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// How to serve when no subcommand is given.
     #[command(flatten)]
-    pub serve: ServeArgs,
+    pub(crate) serve: ServeArgs,
 
     /// What to run; serving is the default.
     #[command(subcommand)]
-    pub command: Option<Command>,
+    pub(crate) command: Option<Command>,
 }
 
 /// Subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Serve the connector (the default when no subcommand is given).
     Serve(ServeArgs),
     /// Run the built-in SenSource API simulator (for local runs and tests).
@@ -49,16 +51,16 @@ pub enum Command {
 
 /// Options of serving (the default command and `serve`).
 #[derive(Debug, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     /// Port to serve gRPC on (also `--port=N`).
     #[arg(long, default_value_t = DEFAULT_PORT)]
-    pub port: u16,
+    pub(crate) port: u16,
     /// Compression of the messages the connector sends: `none` (the default:
     /// Fivetran's worker runs beside the connector, so gzip costs CPU for
     /// nothing) or `gzip` (for a connector behind a slow link, to clients that
     /// accept it). Gzipped requests are accepted either way.
     #[arg(long, default_value = "none", value_parser = parse_compression)]
-    pub compression: ResponseCompression,
+    pub(crate) compression: ResponseCompression,
 }
 
 fn parse_compression(text: &str) -> Result<ResponseCompression, String> {
@@ -67,109 +69,109 @@ fn parse_compression(text: &str) -> Result<ResponseCompression, String> {
 
 /// Options of `simulate`.
 #[derive(Debug, Args)]
-pub struct SimulateArgs {
+pub(crate) struct SimulateArgs {
     /// Port to serve HTTP on (127.0.0.1; 0 picks a free one).
     #[arg(long, default_value_t = 8080)]
-    pub port: u16,
+    pub(crate) port: u16,
     /// Client ID the token endpoint accepts.
     #[arg(long, default_value = "sim-client")]
-    pub client_id: String,
+    pub(crate) client_id: String,
     /// Client secret the token endpoint accepts.
     #[arg(long, default_value = "sim-secret")]
-    pub client_secret: String,
+    pub(crate) client_secret: String,
     /// A long-lived API token the API accepts as it is (no token exchange).
     #[arg(long)]
-    pub api_token: Option<String>,
+    pub(crate) api_token: Option<String>,
     /// Number of zones (traffic entities).
     #[arg(long, default_value_t = 6)]
-    pub zones: usize,
+    pub(crate) zones: usize,
     /// Number of spaces (occupancy entities).
     #[arg(long, default_value_t = 3)]
-    pub spaces: usize,
+    pub(crate) spaces: usize,
     /// First day with data (UTC).
     #[arg(long, default_value = "2022-01-01")]
-    pub history_start: NaiveDate,
+    pub(crate) history_start: NaiveDate,
     /// The simulated clock (RFC 3339); defaults to the real current time.
     #[arg(long)]
-    pub now: Option<DateTime<Utc>>,
+    pub(crate) now: Option<DateTime<Utc>>,
     /// Seed of the deterministic data and faults.
     #[arg(long, default_value_t = 7)]
-    pub seed: u64,
+    pub(crate) seed: u64,
     /// Token lifetime (`expires_in`) in seconds.
     #[arg(long, default_value_t = 3600)]
-    pub token_lifetime_secs: u64,
+    pub(crate) token_lifetime_secs: u64,
     /// Delay added to every API response, in milliseconds.
     #[arg(long, default_value_t = 0)]
-    pub latency_ms: u64,
+    pub(crate) latency_ms: u64,
     /// Fraction (0..1) of API requests answered with HTTP 500.
     #[arg(long, default_value_t = 0.0)]
-    pub error_rate: f64,
+    pub(crate) error_rate: f64,
     /// Answer every Nth data request with 429 and `Retry-After` (0 = never).
     #[arg(long, default_value_t = 0)]
-    pub rate_limit_every: u32,
+    pub(crate) rate_limit_every: u32,
     /// `Retry-After` of every 429 (data and token), in seconds.
     #[arg(long, default_value_t = 1)]
-    pub retry_after_secs: u64,
+    pub(crate) retry_after_secs: u64,
     /// Send `Retry-After` as an HTTP-date instead of seconds.
     #[arg(long)]
-    pub retry_after_http_date: bool,
+    pub(crate) retry_after_http_date: bool,
     /// Minting a token invalidates the previous ones.
     #[arg(long)]
-    pub one_live_token: bool,
+    pub(crate) one_live_token: bool,
     /// Fraction (0..1) of data responses cut in half (truncated JSON).
     #[arg(long, default_value_t = 0.0)]
-    pub malformed_rate: f64,
+    pub(crate) malformed_rate: f64,
     /// Refuse data requests spanning more than this many days (HTTP 400).
     #[arg(long)]
-    pub max_range_days: Option<u32>,
+    pub(crate) max_range_days: Option<u32>,
     /// Seconds after an hour ends until its counts are final (late uploads); until then
     /// recent hours grow.
     #[arg(long, default_value_t = 0)]
-    pub settle_lag_secs: u64,
+    pub(crate) settle_lag_secs: u64,
     /// Simulated instant (RFC 3339) from which the outage hours have rows (late upload).
     #[arg(long)]
-    pub outage_backfilled_at: Option<DateTime<Utc>>,
+    pub(crate) outage_backfilled_at: Option<DateTime<Utc>>,
     /// Fraction (0..1) of data responses whose connection drops half-way through the body.
     #[arg(long, default_value_t = 0.0)]
-    pub drop_connection_rate: f64,
+    pub(crate) drop_connection_rate: f64,
     /// Make every Nth data row unusable: null id, "n/a" first metric (0 = never).
     #[arg(long, default_value_t = 0)]
-    pub bad_rows_every: u32,
+    pub(crate) bad_rows_every: u32,
     /// Data responses never end (valid rows forever), to test a client's body-size cap.
     #[arg(long)]
-    pub endless_body: bool,
+    pub(crate) endless_body: bool,
     /// Data responses carry an object where the list of rows belongs.
     #[arg(long)]
-    pub wrong_shape: bool,
+    pub(crate) wrong_shape: bool,
 }
 
 /// Options of `debug`.
 #[derive(Debug, Args)]
-pub struct DebugArgs {
+pub(crate) struct DebugArgs {
     /// Configuration file: a JSON object of strings.
     #[arg(long, default_value = "configuration.json")]
-    pub configuration: PathBuf,
+    pub(crate) configuration: PathBuf,
     /// State file to resume from and to write (default: `files/state.json`).
     #[arg(long)]
-    pub state: Option<PathBuf>,
+    pub(crate) state: Option<PathBuf>,
     /// Start the built-in simulator and point the configuration at it: no
     /// credentials or configuration file needed.
     #[arg(long)]
-    pub simulate: bool,
+    pub(crate) simulate: bool,
     /// How table and column names appear in the warehouse.
     #[arg(long, value_enum, default_value_t = Naming::Fivetran)]
-    pub naming: Naming,
+    pub(crate) naming: Naming,
     /// Folder for `warehouse.db` and `state.json`.
     #[arg(long, default_value = "files")]
-    pub files: PathBuf,
+    pub(crate) files: PathBuf,
     /// Also print the connector's own log lines (to stderr).
     #[arg(long)]
-    pub verbose: bool,
+    pub(crate) verbose: bool,
 }
 
-/// Destination naming mode.
+/// Destination naming mode (`debug::Naming`, as a command-line value).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Naming {
+pub(crate) enum Naming {
     /// Fivetran's normalized names (what the connector emits).
     Fivetran,
     /// Names exactly as the connector sends them (identical here: the
@@ -177,11 +179,20 @@ pub enum Naming {
     Source,
 }
 
+impl From<Naming> for debug::Naming {
+    fn from(naming: Naming) -> Self {
+        match naming {
+            Naming::Fivetran => debug::Naming::Fivetran,
+            Naming::Source => debug::Naming::Source,
+        }
+    }
+}
+
 /// Runs the parsed command line.
 ///
 /// # Errors
 /// Whatever the command reports; `main` prints it and exits non-zero.
-pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;

@@ -9,12 +9,6 @@ use url::Url;
 
 use crate::{schema::Table, secret::Secret};
 
-/// Default traffic metrics (`ins` → `sumins`, `outs` → `sumouts`).
-pub const DEFAULT_TRAFFIC_METRICS: &str = "ins,outs";
-/// Default occupancy metrics.
-pub const DEFAULT_OCCUPANCY_METRICS: &str = "occupancy(max),occupancy(min),occupancy(avg)";
-/// Default reference endpoints: all five.
-pub const DEFAULT_STATIC_ENDPOINTS: &str = "location,site,zone,space,sensor";
 /// Default first day of history.
 pub const DEFAULT_START_DATE: &str = "2022-01-01";
 /// The production API.
@@ -45,17 +39,6 @@ pub const DEFAULT_RETRY_DEADLINE_SECS: u64 = 600;
 /// exhaust memory.
 pub const DEFAULT_MAX_RESPONSE_MB: u64 = 512;
 
-/// Traffic metrics the API knows.
-pub const TRAFFIC_METRICS: &[&str] = &["ins", "outs"];
-/// Occupancy metrics the API knows.
-pub const OCCUPANCY_METRICS: &[&str] = &[
-    "occupancy(max)",
-    "occupancy(min)",
-    "occupancy(avg)",
-    "ins",
-    "outs",
-];
-
 /// How a form field is shown.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FieldKind {
@@ -65,8 +48,7 @@ pub enum FieldKind {
     Password,
 }
 
-/// One user-facing configuration field: the setup form and the README table
-/// are built from these.
+/// One user-facing configuration field: the setup form is built from these.
 #[derive(Debug)]
 pub struct FieldSpec {
     /// The configuration key.
@@ -74,87 +56,126 @@ pub struct FieldSpec {
     /// The form label.
     pub label: &'static str,
     /// What the field means, its format and default.
-    pub description: &'static str,
+    pub description: String,
     /// Whether the user must fill it in.
     pub required: bool,
     /// How it is shown.
     pub kind: FieldKind,
     /// The value used when the key is absent or empty.
-    pub default: Option<&'static str>,
+    pub default: Option<String>,
     /// Example text shown in the empty field.
-    pub placeholder: &'static str,
+    pub placeholder: String,
 }
 
-/// The fields of the setup form, in display order.
-pub const FORM_FIELDS: &[FieldSpec] = &[
-    // Two ways to sign in, exactly one of which is filled in: an API client
-    // (ID and secret, exchanged for short-lived tokens) or a long-lived API
-    // token. Neither field is marked required, since either way suffices;
-    // `Config::from_map` enforces the rule and names both ways.
-    FieldSpec {
-        key: "client_id",
-        label: "API client ID",
-        description: "The client ID of a SenSource Vea API client (Vea > Admin > API clients). Fill in this and the secret, or leave both empty and use an API token.",
-        required: false,
-        kind: FieldKind::Text,
-        default: None,
-        placeholder: "your-client-id",
-    },
-    FieldSpec {
-        key: "client_secret",
-        label: "API client secret",
-        description: "The secret of that API client. Stored encrypted by Fivetran; never logged.",
-        required: false,
-        kind: FieldKind::Password,
-        default: None,
-        placeholder: "your-client-secret",
-    },
-    FieldSpec {
-        key: "api_token",
-        label: "API token (instead of a client ID and secret)",
-        description: "A long-lived SenSource API token, sent as the Bearer token of every request with no sign-in exchange. Use it only if you have no API client; leave the client ID and secret empty then. Stored encrypted by Fivetran; never logged.",
-        required: false,
-        kind: FieldKind::Password,
-        default: None,
-        placeholder: "your-api-token",
-    },
-    FieldSpec {
-        key: "traffic_metrics",
-        label: "Traffic metrics",
-        description: "Comma-separated traffic metrics per zone and hour: ins, outs. Default: ins,outs.",
-        required: false,
-        kind: FieldKind::Text,
-        default: Some(DEFAULT_TRAFFIC_METRICS),
-        placeholder: DEFAULT_TRAFFIC_METRICS,
-    },
-    FieldSpec {
-        key: "occupancy_metrics",
-        label: "Occupancy metrics",
-        description: "Comma-separated occupancy metrics per space and hour: occupancy(max), occupancy(min), occupancy(avg), ins, outs. Default: occupancy(max),occupancy(min),occupancy(avg).",
-        required: false,
-        kind: FieldKind::Text,
-        default: Some(DEFAULT_OCCUPANCY_METRICS),
-        placeholder: DEFAULT_OCCUPANCY_METRICS,
-    },
-    FieldSpec {
-        key: "static_endpoints",
-        label: "Reference tables",
-        description: "Comma-separated reference endpoints to copy in full on every sync: location, site, zone, space, sensor. Default: all five.",
-        required: false,
-        kind: FieldKind::Text,
-        default: Some(DEFAULT_STATIC_ENDPOINTS),
-        placeholder: DEFAULT_STATIC_ENDPOINTS,
-    },
-    FieldSpec {
-        key: "start_date",
-        label: "Start date",
-        description: "First day (UTC, YYYY-MM-DD) of hourly history to sync; not in the future. Moving it earlier later backfills the gap. Default: 2022-01-01.",
-        required: false,
-        kind: FieldKind::Text,
-        default: Some(DEFAULT_START_DATE),
-        placeholder: DEFAULT_START_DATE,
-    },
+/// The keys of the setup form, in display order ([`form_fields`] describes them).
+pub const FORM_KEYS: [&str; 7] = [
+    "client_id",
+    "client_secret",
+    "api_token",
+    "traffic_metrics",
+    "occupancy_metrics",
+    "static_endpoints",
+    "start_date",
 ];
+
+/// The configuration key listing a time-series table's metrics.
+pub fn metrics_key(table: Table) -> Option<&'static str> {
+    match table {
+        Table::Traffic => Some("traffic_metrics"),
+        Table::Occupancy => Some("occupancy_metrics"),
+        Table::Location | Table::Site | Table::Zone | Table::Space | Table::Sensor => None,
+    }
+}
+
+/// The reference tables a sync refreshes by default: all of them.
+pub fn default_reference_tables() -> String {
+    reference_names().join(",")
+}
+
+fn reference_names() -> Vec<&'static str> {
+    Table::REFERENCE.iter().map(|table| table.name()).collect()
+}
+
+/// The fields of the setup form, in display order. Allowed values and
+/// defaults come from `schema`, so the form cannot drift from what the
+/// connector accepts.
+pub fn form_fields() -> Vec<FieldSpec> {
+    let text = |key, label, description: String, default: String| FieldSpec {
+        key,
+        label,
+        description,
+        required: false,
+        kind: FieldKind::Text,
+        placeholder: default.clone(),
+        default: Some(default),
+    };
+    let metrics = |table: Table, label| {
+        let names: Vec<&str> = table.metrics().map(|metric| metric.name).collect();
+        let default = table.default_metrics();
+        let describe = table.series().map_or("", |series| series.describe);
+        text(
+            metrics_key(table).unwrap_or_default(),
+            label,
+            format!(
+                "Comma-separated {describe}: {}. Default: {default}.",
+                names.join(", ")
+            ),
+            default,
+        )
+    };
+    vec![
+        // Two ways to sign in, exactly one of which is filled in: an API
+        // client (ID and secret, exchanged for short-lived tokens) or a
+        // long-lived API token. Neither is marked required, since either way
+        // suffices; `Config::from_map` enforces the rule and names both ways.
+        FieldSpec {
+            key: "client_id",
+            label: "API client ID",
+            description: "The client ID of a SenSource Vea API client (Vea > Admin > API clients). Fill in this and the secret, or leave both empty and use an API token.".into(),
+            required: false,
+            kind: FieldKind::Text,
+            default: None,
+            placeholder: "your-client-id".into(),
+        },
+        FieldSpec {
+            key: "client_secret",
+            label: "API client secret",
+            description: "The secret of that API client. Stored encrypted by Fivetran; never logged.".into(),
+            required: false,
+            kind: FieldKind::Password,
+            default: None,
+            placeholder: "your-client-secret".into(),
+        },
+        FieldSpec {
+            key: "api_token",
+            label: "API token (instead of a client ID and secret)",
+            description: "A long-lived SenSource API token, sent as the Bearer token of every request with no sign-in exchange. Use it only if you have no API client; leave the client ID and secret empty then. Stored encrypted by Fivetran; never logged.".into(),
+            required: false,
+            kind: FieldKind::Password,
+            default: None,
+            placeholder: "your-api-token".into(),
+        },
+        metrics(Table::Traffic, "Traffic metrics"),
+        metrics(Table::Occupancy, "Occupancy metrics"),
+        text(
+            "static_endpoints",
+            "Reference tables",
+            format!(
+                "Comma-separated reference endpoints to copy in full on every sync: {}. Default: all of them.",
+                reference_names().join(", ")
+            ),
+            default_reference_tables(),
+        ),
+        text(
+            "start_date",
+            "Start date",
+            format!(
+                "First day (UTC, YYYY-MM-DD) of hourly history to sync; not in the future. Moving it earlier later backfills the gap. Default: {DEFAULT_START_DATE}."
+            ),
+            DEFAULT_START_DATE.to_owned(),
+        ),
+    ]
+}
 
 /// Advanced keys: not on the form (Fivetran users never need them), accepted
 /// from `configuration.json` and by tests. Their defaults and limits are the
@@ -324,23 +345,19 @@ impl Config {
             &mut problems,
         );
 
-        let traffic_metrics = parse_list(
-            "traffic_metrics",
-            value("traffic_metrics").unwrap_or(DEFAULT_TRAFFIC_METRICS),
-            TRAFFIC_METRICS,
-            &mut problems,
-        );
-        let occupancy_metrics = parse_list(
-            "occupancy_metrics",
-            value("occupancy_metrics").unwrap_or(DEFAULT_OCCUPANCY_METRICS),
-            OCCUPANCY_METRICS,
-            &mut problems,
-        );
-        let reference_names: Vec<&str> = Table::REFERENCE.iter().map(|t| t.name()).collect();
+        let mut metrics = |table: Table| {
+            let key = metrics_key(table).unwrap_or_default();
+            let allowed: Vec<&str> = table.metrics().map(|metric| metric.name).collect();
+            let default = table.default_metrics();
+            parse_list(key, value(key).unwrap_or(&default), &allowed, &mut problems)
+        };
+        let traffic_metrics = metrics(Table::Traffic);
+        let occupancy_metrics = metrics(Table::Occupancy);
+        let default_references = default_reference_tables();
         let reference_tables = parse_list(
             "static_endpoints",
-            value("static_endpoints").unwrap_or(DEFAULT_STATIC_ENDPOINTS),
-            &reference_names,
+            value("static_endpoints").unwrap_or(&default_references),
+            &reference_names(),
             &mut problems,
         )
         .iter()
@@ -430,8 +447,7 @@ impl Config {
         let mut unknown: Vec<String> = raw
             .keys()
             .filter(|key| {
-                !FORM_FIELDS.iter().any(|field| field.key == key.as_str())
-                    && !ADVANCED_KEYS.contains(&key.as_str())
+                !FORM_KEYS.contains(&key.as_str()) && !ADVANCED_KEYS.contains(&key.as_str())
             })
             .cloned()
             .collect();
@@ -706,6 +722,34 @@ mod tests {
             map.insert((*key).to_owned(), documented.to_owned());
             let configured = format!("{:?}", Config::from_map(&map, today()).unwrap());
             assert_eq!(configured, defaults, "{key} = {documented}");
+        }
+    }
+
+    /// The README's table of form fields and `configuration.json.example`
+    /// give the defaults `schema` and this module derive.
+    #[test]
+    fn documented_defaults_of_form_fields_are_the_real_ones() {
+        let readme = include_str!("../README.md");
+        let example: HashMap<String, String> =
+            serde_json::from_str(include_str!("../configuration.json.example")).unwrap();
+        let fields = form_fields();
+        assert_eq!(
+            fields.iter().map(|field| field.key).collect::<Vec<_>>(),
+            FORM_KEYS
+        );
+        for field in fields {
+            let Some(default) = field.default else {
+                continue;
+            };
+            let row = readme
+                .lines()
+                .find(|line| line.starts_with(&format!("| `{}` |", field.key)))
+                .unwrap_or_else(|| panic!("no README row for {}", field.key));
+            assert_eq!(
+                row.split('|').nth(3).unwrap().trim(),
+                format!("`{default}`")
+            );
+            assert_eq!(example.get(field.key), Some(&default), "{}", field.key);
         }
     }
 

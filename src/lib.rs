@@ -12,15 +12,12 @@
 //! - [`config`], [`state`], [`chunk`], [`selection`], [`record`], [`schema`],
 //!   [`naming`]: pure domain logic, no IO.
 //! - [`simulator`]: a SenSource API look-alike for tests and local runs.
-//! - [`commands`]: the command-line entry points (`serve`, `simulate`, `debug`, `reset`).
 //! - [`debug`]: the local debug sync into a SQLite warehouse (`debug` command).
 //! - [`telemetry`], [`clock`], [`secret`]: cross-cutting helpers.
 
 pub mod api;
 pub mod chunk;
-pub mod cli;
 pub mod clock;
-pub mod commands;
 pub mod config;
 pub mod debug;
 pub mod grpc;

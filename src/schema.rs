@@ -1,9 +1,9 @@
-//! The tables and columns the connector produces: the single source of truth
-//! for the Schema RPC, for record mapping and for the debug warehouse.
+//! The tables, columns and metrics the connector produces: the single source
+//! of truth for the Schema RPC, record mapping, configuration (allowed and
+//! default metrics, reference tables), the setup form's descriptions, the API
+//! requests and the simulator.
 
 use std::fmt;
-
-use crate::config::Config;
 
 /// A destination table. Names are already in Fivetran-normalized form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -63,9 +63,44 @@ impl Table {
         Table::ALL.into_iter().find(|table| table.name() == name)
     }
 
+    /// The hourly time-series tables, in the order a sync fetches them.
+    pub const TIME_SERIES: [Table; 2] = [Table::Traffic, Table::Occupancy];
+
     /// Whether this is an hourly time-series table (as opposed to reference data).
     pub const fn is_time_series(self) -> bool {
-        matches!(self, Table::Traffic | Table::Occupancy)
+        self.series().is_some()
+    }
+
+    /// Where a time-series table's rows come from; `None` for reference tables.
+    pub const fn series(self) -> Option<Series> {
+        match self {
+            Table::Traffic => Some(Series {
+                endpoint: "/api/data/traffic",
+                entity_type: "zone",
+                describe: "traffic metrics per zone and hour",
+            }),
+            Table::Occupancy => Some(Series {
+                endpoint: "/api/data/occupancy",
+                entity_type: "space",
+                describe: "occupancy metrics per space and hour",
+            }),
+            Table::Location | Table::Site | Table::Zone | Table::Space | Table::Sensor => None,
+        }
+    }
+
+    /// The metrics a time-series table can request, as users configure them
+    /// and the API's `metrics` parameter names them (empty for reference tables).
+    pub fn metrics(self) -> impl Iterator<Item = Metric> {
+        self.all_columns().iter().filter_map(|column| column.metric)
+    }
+
+    /// The metrics requested when the user configures none, comma-separated.
+    pub fn default_metrics(self) -> String {
+        self.metrics()
+            .filter(|metric| metric.default)
+            .map(|metric| metric.name)
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
     /// Every column this table can have, whatever the configured metrics.
@@ -81,14 +116,15 @@ impl Table {
         }
     }
 
-    /// The declared columns for this configuration: metric columns appear only
-    /// when their metric is configured. (A metric column the API sends
-    /// anyway is still delivered, see `record::RowMapper`.)
-    pub fn columns(self, config: &Config) -> impl Iterator<Item = &'static ColumnSpec> + '_ {
+    /// The declared columns when `metrics` are configured: a metric's column
+    /// appears only when it is configured, unless the API sends it anyway. (A
+    /// metric column that arrives unconfigured is still delivered, see
+    /// `record::RowMapper`.)
+    pub fn columns(self, metrics: &[String]) -> impl Iterator<Item = &'static ColumnSpec> + '_ {
         self.all_columns().iter().filter(move |column| {
-            column
-                .metric
-                .is_none_or(|metric| config.metrics_for(self).iter().any(|m| m == metric))
+            column.metric.is_none_or(|metric| {
+                metric.always_sent || metrics.iter().any(|name| name == metric.name)
+            })
         })
     }
 
@@ -123,6 +159,31 @@ pub enum ColumnType {
     Json,
 }
 
+/// A time-series endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Series {
+    /// The API path.
+    pub endpoint: &'static str,
+    /// The `entityType` whose rows the table holds.
+    pub entity_type: &'static str,
+    /// What its metrics measure, for the setup form.
+    pub describe: &'static str,
+}
+
+/// A metric a time-series table can request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Metric {
+    /// The name users configure and the API's `metrics` parameter takes,
+    /// e.g. `ins` or `occupancy(max)`; the API answers with the column's
+    /// `source` field (`sumins`, `maxoccupancy`).
+    pub name: &'static str,
+    /// Requested when the user configures no metrics.
+    pub default: bool,
+    /// The API sends the column on every row whatever `metrics` asks for, so
+    /// it is always declared.
+    pub always_sent: bool,
+}
+
 /// One declared column.
 #[derive(Debug)]
 pub struct ColumnSpec {
@@ -135,8 +196,8 @@ pub struct ColumnSpec {
     pub column_type: ColumnType,
     /// Whether the column is part of the primary key (always sent, never null).
     pub primary_key: bool,
-    /// The configured metric that produces this column, if it is a metric.
-    pub metric: Option<&'static str>,
+    /// The metric that produces this column, if it is a metric.
+    pub metric: Option<Metric>,
 }
 
 const fn key(name: &'static str, source: &'static str, column_type: ColumnType) -> ColumnSpec {
@@ -159,13 +220,42 @@ const fn column(name: &'static str, source: &'static str, column_type: ColumnTyp
     }
 }
 
-const fn metric(name: &'static str, column_type: ColumnType, metric: &'static str) -> ColumnSpec {
+/// A metric column, requested by default or not.
+const fn metric(
+    name: &'static str,
+    column_type: ColumnType,
+    metric: &'static str,
+    default: bool,
+) -> ColumnSpec {
+    metric_column(name, column_type, metric, default, false)
+}
+
+/// A metric column the API sends on every row, requested or not.
+const fn always_sent(
+    name: &'static str,
+    column_type: ColumnType,
+    metric: &'static str,
+) -> ColumnSpec {
+    metric_column(name, column_type, metric, false, true)
+}
+
+const fn metric_column(
+    name: &'static str,
+    column_type: ColumnType,
+    metric: &'static str,
+    default: bool,
+    always_sent: bool,
+) -> ColumnSpec {
     ColumnSpec {
         name,
         source: name,
         column_type,
         primary_key: false,
-        metric: Some(metric),
+        metric: Some(Metric {
+            name: metric,
+            default,
+            always_sent,
+        }),
     }
 }
 
@@ -178,22 +268,22 @@ static TRAFFIC_COLUMNS: &[ColumnSpec] = &[
     key("zone_id", "zoneId", Text),
     key("record_date_hour_1", HOUR_FIELD, UtcDatetime),
     column("name", "name", Text),
-    metric("sumins", Long, "ins"),
-    metric("sumouts", Long, "outs"),
+    metric("sumins", Long, "ins", true),
+    metric("sumouts", Long, "outs", true),
 ];
 
 static OCCUPANCY_COLUMNS: &[ColumnSpec] = &[
     key("space_id", "spaceId", Text),
     key("record_date_hour_1", HOUR_FIELD, UtcDatetime),
     column("name", "name", Text),
-    metric("maxoccupancy", Long, "occupancy(max)"),
-    metric("minoccupancy", Long, "occupancy(min)"),
-    metric("avgoccupancy", Double, "occupancy(avg)"),
+    metric("maxoccupancy", Long, "occupancy(max)", true),
+    metric("minoccupancy", Long, "occupancy(min)", true),
+    metric("avgoccupancy", Double, "occupancy(avg)", true),
     // The occupancy endpoint sends `sumins` and `sumouts` on every row,
     // whatever `metrics` asks for (clients report relying on them), so they
     // are always declared: a value the API sends is never dropped.
-    column("sumins", "sumins", Long),
-    column("sumouts", "sumouts", Long),
+    always_sent("sumins", Long, "ins"),
+    always_sent("sumouts", Long, "outs"),
 ];
 
 static LOCATION_COLUMNS: &[ColumnSpec] = &[
@@ -281,6 +371,52 @@ mod tests {
                 assert_eq!(normalize_column_name(column.name), column.name);
                 assert_eq!(normalize_column_name(column.source), column.name);
             }
+        }
+    }
+
+    #[test]
+    fn metrics_and_their_defaults_are_described_once_here() {
+        let names = |table: Table| table.metrics().map(|m| m.name).collect::<Vec<_>>();
+        assert_eq!(names(Table::Traffic), ["ins", "outs"]);
+        assert_eq!(
+            names(Table::Occupancy),
+            [
+                "occupancy(max)",
+                "occupancy(min)",
+                "occupancy(avg)",
+                "ins",
+                "outs"
+            ]
+        );
+        assert!(names(Table::Zone).is_empty());
+        assert_eq!(Table::Traffic.default_metrics(), "ins,outs");
+        assert_eq!(
+            Table::Occupancy.default_metrics(),
+            "occupancy(max),occupancy(min),occupancy(avg)"
+        );
+        let declared = |table: Table, metrics: &[&str]| {
+            let metrics: Vec<String> = metrics.iter().map(|m| (*m).to_owned()).collect();
+            table.columns(&metrics).map(|c| c.name).collect::<Vec<_>>()
+        };
+        assert_eq!(
+            declared(Table::Traffic, &["ins"]),
+            ["zone_id", "record_date_hour_1", "name", "sumins"]
+        );
+        // Occupancy's counts come on every row, so they are always declared.
+        assert_eq!(
+            declared(Table::Occupancy, &["occupancy(avg)"]),
+            [
+                "space_id",
+                "record_date_hour_1",
+                "name",
+                "avgoccupancy",
+                "sumins",
+                "sumouts"
+            ]
+        );
+        for table in Table::ALL {
+            assert_eq!(table.is_time_series(), Table::TIME_SERIES.contains(&table));
+            assert_eq!(table.is_time_series(), table.metrics().next().is_some());
         }
     }
 

@@ -8,23 +8,12 @@ use chrono::NaiveDate;
 use serde_json::{Map, Value};
 
 use crate::{
-    chunk::{Direction, PlannedChunk},
+    chunk::{Coverage, Direction, PlannedChunk},
     schema::Table,
 };
 
 /// The state format written by this connector.
 pub const STATE_VERSION: u64 = 2;
-
-/// Days `[from, through]` (UTC, inclusive) of one table whose records have all
-/// been sent before a checkpoint. `through` is the last synced day, which was
-/// partial when read and is read again on the next sync.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Coverage {
-    /// First synced day.
-    pub from: NaiveDate,
-    /// Last synced day.
-    pub through: NaiveDate,
-}
 
 /// Coverage per time-series table. A table without an entry has never been
 /// synced (or was switched on later) and is backfilled from `start_date`.
@@ -106,7 +95,7 @@ impl State {
         } else if let Some(last_sync_date) = object.get("last_sync_date") {
             let through = parse_day("last_sync_date", last_sync_date)?;
             if through >= start_date {
-                for table in [Table::Traffic, Table::Occupancy] {
+                for table in Table::TIME_SERIES {
                     parsed.state.tables.insert(
                         table,
                         Coverage {

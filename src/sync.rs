@@ -291,7 +291,7 @@ fn plan_jobs(request: &SyncRequest, state: &State) -> Vec<(Job, Arc<ColumnFilter
         lookback_days: config.lookback_days,
         chunk_days: config.chunk_days,
     };
-    for table in [Table::Traffic, Table::Occupancy] {
+    for table in Table::TIME_SERIES {
         if let Some(filter) = request.selection.table(table) {
             let filter = Arc::new(filter);
             let coverage = state.coverage(table);
@@ -390,7 +390,7 @@ async fn run_job<S: BatchSink>(
     sender: &mpsc::Sender<JobMessage<S::Batch>>,
 ) -> Result<Option<JobSummary>, SyncError> {
     let table = job.table();
-    let declared: Vec<&'static ColumnSpec> = table.columns(config).collect();
+    let declared: Vec<&'static ColumnSpec> = table.columns(config.metrics_for(table)).collect();
     let started = Instant::now();
     let mut attempt = 1;
     'request: loop {

@@ -17,16 +17,19 @@ use tracing_subscriber::{
     util::SubscriberInitExt,
 };
 
-/// Installs the global subscriber: our own events at `level` and above,
-/// other crates' warnings and errors, written as Fivetran JSON lines to
-/// `writer`. Calling it twice is harmless (the second call does nothing).
-pub fn init<W>(writer: W, level: Level)
+/// Installs the global subscriber: our own events (this library's and those
+/// of `caller`, the crate that installs it, e.g. the binary's commands) at
+/// `level` and above, other crates' warnings and errors, written as Fivetran
+/// JSON lines to `writer`. Calling it twice is harmless (the second call does
+/// nothing).
+pub fn init<W>(writer: W, level: Level, caller: &'static str)
 where
     W: for<'writer> MakeWriter<'writer> + Send + Sync + 'static,
 {
     let filter = Targets::new()
         .with_default(LevelFilter::WARN)
-        .with_target(env!("CARGO_CRATE_NAME"), level);
+        .with_target(env!("CARGO_CRATE_NAME"), level)
+        .with_target(caller, level);
     let _ = Registry::default()
         .with(FivetranJsonLayer { writer }.with_filter(filter))
         .try_init();

@@ -1,24 +1,25 @@
 //! `sensource-connector debug`: a full local sync into `files/warehouse.db`,
-//! like `fivetran debug`. A thin shell over [`crate::debug::run_debug`].
+//! like `fivetran debug`. A thin shell over [`fivetran_source::debug::run_debug`].
 
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use tracing::Level;
 
-use crate::{
-    cli::DebugArgs,
+use fivetran_source::{
     debug::{self, Console, DebugOptions},
     simulator::SimulatorOptions,
     telemetry,
 };
+
+use crate::cli::DebugArgs;
 
 /// Runs the sync, prints the summary to stdout and exits 0 on success, 1 on
 /// a failed sync (a Task included).
 ///
 /// # Errors
 /// When the sync cannot start: configuration, files folder, state, warehouse.
-pub async fn run(args: DebugArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: DebugArgs) -> anyhow::Result<ExitCode> {
     // The connector's own JSON lines would drown the progress: warnings only,
     // unless asked. Never stdout, which carries the summary.
     let level = if args.verbose {
@@ -26,7 +27,7 @@ pub async fn run(args: DebugArgs) -> anyhow::Result<ExitCode> {
     } else {
         Level::WARN
     };
-    telemetry::init(std::io::stderr, level);
+    telemetry::init(std::io::stderr, level, env!("CARGO_CRATE_NAME"));
 
     let configuration = debug::load_configuration(&args.configuration, args.simulate)
         .context("cannot load the configuration")?;
@@ -34,7 +35,7 @@ pub async fn run(args: DebugArgs) -> anyhow::Result<ExitCode> {
     options.configuration = configuration;
     options.state_path = args.state;
     options.simulate = args.simulate.then(SimulatorOptions::default);
-    options.naming = args.naming;
+    options.naming = args.naming.into();
     options.console = Console::stderr();
     options.interrupt = Some(Box::pin(async {
         // Without a signal handler, never interrupt (rather than at once).

@@ -12,7 +12,7 @@ use anyhow::Context as _;
 ///
 /// # Errors
 /// When the folder cannot be removed.
-pub fn run(files: &Path, yes: bool) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(files: &Path, yes: bool) -> anyhow::Result<ExitCode> {
     if !files.exists() {
         eprintln!("Nothing to reset: {} does not exist.", files.display());
         return Ok(ExitCode::SUCCESS);

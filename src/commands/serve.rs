@@ -5,13 +5,15 @@ use std::{process::ExitCode, time::Duration};
 use tokio::sync::oneshot;
 use tracing::{Level, warn};
 
-use crate::{
+use fivetran_source::{
     grpc::{
-        server::{ResponseCompression, bind, serve, shutdown_signal},
+        server::{ResponseCompression, bind, serve},
         service::ConnectorService,
     },
     telemetry,
 };
+
+use crate::commands::shutdown_signal;
 
 /// How long a stop signal waits for running calls before the process exits.
 /// A sync cut short here resumes from its last checkpoint, so waiting for a
@@ -24,8 +26,8 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 ///
 /// # Errors
 /// When the port cannot be bound or the transport fails.
-pub async fn run(port: u16, compression: ResponseCompression) -> anyhow::Result<ExitCode> {
-    telemetry::init(std::io::stdout, Level::INFO);
+pub(crate) async fn run(port: u16, compression: ResponseCompression) -> anyhow::Result<ExitCode> {
+    telemetry::init(std::io::stdout, Level::INFO, env!("CARGO_CRATE_NAME"));
     let listener = bind(port)?;
     let service = ConnectorService::default();
     let (stop, stopped) = oneshot::channel::<()>();

@@ -6,18 +6,18 @@ use std::process::ExitCode;
 use chrono::{NaiveTime, Utc};
 use tokio::net::TcpListener;
 
-use crate::{
-    cli::SimulateArgs,
-    grpc::server::shutdown_signal,
+use fivetran_source::{
     secret::Secret,
     simulator::{self, Faults, SimulatorOptions},
 };
+
+use crate::{cli::SimulateArgs, commands::shutdown_signal};
 
 /// Serves the simulator on `127.0.0.1:PORT` until Ctrl-C or SIGTERM.
 ///
 /// # Errors
 /// When the port cannot be bound.
-pub async fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
     let history_start = args.history_start.and_time(NaiveTime::MIN).and_utc();
     let options = SimulatorOptions {
         client_id: args.client_id,

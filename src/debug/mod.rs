@@ -26,11 +26,11 @@ use futures_util::StreamExt as _;
 use tonic::{Request, Status};
 
 pub use console::Console;
+pub use tester::Naming;
 use tester::{Names, Operation};
 use warehouse::{Applied, TableChange, TableDef, Warehouse, WarehouseError};
 
 use crate::{
-    cli::Naming,
     clock::{Clock, SystemClock},
     config::DEFAULT_START_DATE,
     grpc::{

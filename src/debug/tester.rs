@@ -9,7 +9,6 @@ use chrono::{DateTime, SecondsFormat, Utc};
 
 use super::warehouse::{ColumnDef, Row, SqlType, SqlValue, TableDef};
 use crate::{
-    cli::Naming,
     grpc::pb,
     naming::{normalize_column_name, normalize_table_name},
 };
@@ -25,6 +24,16 @@ pub(crate) enum Operation {
     Delete { table: String, row: Row },
     /// Soft-delete every row synced before.
     Truncate { table: String },
+}
+
+/// How table and column names appear in the warehouse.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Naming {
+    /// Fivetran's normalized names (what the connector emits).
+    Fivetran,
+    /// Names exactly as the connector sends them (identical here: the
+    /// connector already emits normalized names).
+    Source,
 }
 
 /// Applies the naming mode, remembering results: the same few names arrive

@@ -6,7 +6,7 @@ use tonic::{Code, Status};
 use super::{pb, wire::EncodedRecords};
 use crate::{
     api::ApiError,
-    config::{Config, FORM_FIELDS, FieldKind},
+    config::{Config, FieldKind, form_fields},
     schema::{ColumnType, Table},
     selection::{Selection, TableSelection},
     sync::{SyncError, SyncEvent},
@@ -17,15 +17,15 @@ pub const CONNECTION_TEST: &str = "connection";
 
 /// The setup form: the user fields and the connection test.
 pub fn configuration_form() -> pb::ConfigurationFormResponse {
-    let fields = FORM_FIELDS
-        .iter()
+    let fields = form_fields()
+        .into_iter()
         .map(|field| pb::FormField {
             name: field.key.to_owned(),
             label: field.label.to_owned(),
             required: Some(field.required),
-            description: Some(field.description.to_owned()),
-            default_value: field.default.map(str::to_owned),
-            placeholder: Some(field.placeholder.to_owned()),
+            description: Some(field.description),
+            default_value: field.default,
+            placeholder: Some(field.placeholder),
             r#type: Some(pb::form_field::Type::TextField(match field.kind {
                 FieldKind::Text => pb::TextField::PlainText,
                 FieldKind::Password => pb::TextField::Password,
@@ -50,7 +50,7 @@ pub fn schema_response(config: &Config) -> pb::SchemaResponse {
         .map(|&table| pb::Table {
             name: table.name().to_owned(),
             columns: table
-                .columns(config)
+                .columns(config.metrics_for(table))
                 .map(|column| pb::Column {
                     name: column.name.to_owned(),
                     r#type: data_type(column.column_type) as i32,

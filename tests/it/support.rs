@@ -374,7 +374,11 @@ fn capture_logs() -> Arc<Mutex<Vec<u8>>> {
     LOGS.get_or_init(|| {
         let buffer = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&buffer);
-        fivetran_source::telemetry::init(move || LogSink(Arc::clone(&sink)), tracing::Level::INFO);
+        fivetran_source::telemetry::init(
+            move || LogSink(Arc::clone(&sink)),
+            tracing::Level::INFO,
+            env!("CARGO_CRATE_NAME"),
+        );
         buffer
     })
     .clone()
