@@ -1,17 +1,132 @@
-//! The translation from what the connector sends (`pb::SchemaResponse`,
-//! `pb::Record`, `pb::ValueType`) into warehouse tables, rows and operations,
-//! with the destination naming mode applied. The only debug code that knows
-//! protobuf.
+//! Fivetran's side of the protocol for the debug sync: calls Schema and
+//! Update on the connector service and turns what comes back
+//! (`pb::SchemaResponse`, `pb::UpdateResponse`, `pb::Record`, `tonic::Status`)
+//! into protobuf-free events, warehouse tables, rows and operations, with the
+//! destination naming mode applied. The only debug code that knows protobuf.
 
 use std::collections::HashMap;
 
 use chrono::{DateTime, SecondsFormat, Utc};
+use futures_util::StreamExt as _;
+use tonic::{Request, Status};
 
-use super::warehouse::{ColumnDef, Row, SqlType, SqlValue, TableDef};
+use super::{
+    report::{StatusText, SyncFailure},
+    warehouse::{ColumnDef, Row, SqlType, SqlValue, TableDef},
+};
 use crate::{
-    grpc::pb,
+    grpc::{
+        pb::{self, source_connector_server::SourceConnector as _},
+        service::{ConnectorService, UpdateStream},
+    },
     naming::{normalize_column_name, normalize_table_name},
 };
+
+/// What the connector says during a sync, free of protobuf.
+#[derive(Debug)]
+pub(crate) enum Event {
+    /// Records as warehouse operations, in stream order.
+    Operations(Vec<Operation>),
+    /// Tables declared mid-sync.
+    SchemaChange(Vec<TableDef>),
+    /// New state; everything before it is to be committed.
+    Checkpoint(String),
+    /// Something the user should know; the sync goes on.
+    Warning(String),
+    /// Something the user must fix; the sync ends.
+    Task(String),
+}
+
+/// Calls Schema with `configuration` and returns the declared tables.
+///
+/// # Errors
+/// An error status, or a connector that declares no schema.
+pub(crate) async fn schema(
+    service: &ConnectorService,
+    configuration: HashMap<String, String>,
+    names: &mut Names,
+) -> Result<Vec<TableDef>, SyncFailure> {
+    let response = service
+        .schema(Request::new(pb::SchemaRequest { configuration }))
+        .await
+        .map_err(|status| SyncFailure::Schema(status_text(&status)))?
+        .into_inner();
+    schema_tables(&response, names)
+}
+
+/// An Update in progress, read as [`Event`]s.
+pub(crate) struct Updates {
+    stream: UpdateStream,
+}
+
+/// Calls Update as Fivetran would: no selection (everything), the given state.
+///
+/// # Errors
+/// A status refusing the call before any stream exists.
+pub(crate) async fn update(
+    service: &ConnectorService,
+    configuration: HashMap<String, String>,
+    state_json: Option<String>,
+) -> Result<Updates, SyncFailure> {
+    let stream = service
+        .update(Request::new(pb::UpdateRequest {
+            configuration,
+            selection: None,
+            state_json,
+        }))
+        .await
+        .map_err(|status| SyncFailure::Update(status_text(&status)))?
+        .into_inner();
+    Ok(Updates { stream })
+}
+
+impl Updates {
+    /// The next event, `None` once the stream has ended normally.
+    pub(crate) async fn next(&mut self, names: &mut Names) -> Option<Result<Event, SyncFailure>> {
+        let item = self.stream.next().await?;
+        Some(
+            item.map_err(|status| SyncFailure::Stream(status_text(&status)))
+                .and_then(|response| event(response, names)),
+        )
+    }
+}
+
+fn event(response: pb::UpdateResponse, names: &mut Names) -> Result<Event, SyncFailure> {
+    use pb::update_response::Operation as Op;
+    let batch = |batch: pb::Records, names: &mut Names| {
+        batch
+            .records
+            .into_iter()
+            .map(|record| operation(record, names))
+            .collect::<Result<Vec<_>, _>>()
+            .map(Event::Operations)
+    };
+    match response.operation {
+        Some(Op::Record(record)) => Ok(Event::Operations(vec![operation(record, names)?])),
+        Some(Op::Records(records)) => batch(records, names),
+        // In process, batches arrive as the bytes the server would send:
+        // decode them as Fivetran would.
+        Some(Op::EncodedRecords(encoded)) => batch(
+            encoded
+                .decode()
+                .map_err(|error| SyncFailure::UndecodableBatch(error.to_string()))?,
+            names,
+        ),
+        Some(Op::SchemaChange(change)) => Ok(Event::SchemaChange(changed_tables(&change, names))),
+        Some(Op::Checkpoint(checkpoint)) => Ok(Event::Checkpoint(checkpoint.state_json)),
+        Some(Op::Warning(warning)) => Ok(Event::Warning(warning.message)),
+        Some(Op::Task(task)) => Ok(Event::Task(task.message)),
+        None => Err(SyncFailure::EmptyResponse),
+    }
+}
+
+/// A status as its code's name (e.g. `Unauthenticated`) and message.
+fn status_text(status: &Status) -> StatusText {
+    StatusText {
+        code: format!("{:?}", status.code()),
+        message: status.message().to_owned(),
+    }
+}
 
 /// One record as a warehouse operation.
 #[derive(Clone, Debug, PartialEq)]
@@ -84,22 +199,20 @@ fn cached(cache: &mut HashMap<String, String>, name: &str, rule: fn(&str) -> Str
 /// # Errors
 /// When the connector declares that it has no schema (the debug warehouse
 /// needs declared tables and keys).
-pub(crate) fn schema_tables(
+fn schema_tables(
     response: &pb::SchemaResponse,
     names: &mut Names,
-) -> Result<Vec<TableDef>, String> {
+) -> Result<Vec<TableDef>, SyncFailure> {
     use pb::schema_response::Response;
     match &response.response {
         Some(Response::WithoutSchema(list)) => Ok(table_defs(&list.tables, names)),
         Some(Response::WithSchema(list)) => Ok(schema_list_defs(list, names)),
-        Some(Response::SchemaResponseNotSupported(_)) | None => {
-            Err("the connector declares no schema; the debug warehouse needs one".to_owned())
-        }
+        Some(Response::SchemaResponseNotSupported(_)) | None => Err(SyncFailure::NoSchema),
     }
 }
 
 /// The tables of a SchemaChange.
-pub(crate) fn changed_tables(change: &pb::SchemaChange, names: &mut Names) -> Vec<TableDef> {
+fn changed_tables(change: &pb::SchemaChange, names: &mut Names) -> Vec<TableDef> {
     use pb::schema_change::Change;
     match &change.change {
         Some(Change::WithoutSchema(list)) => table_defs(&list.tables, names),
@@ -157,13 +270,13 @@ fn sql_type(data_type: i32) -> SqlType {
 ///
 /// # Errors
 /// An unknown record type or an invalid timestamp.
-pub(crate) fn operation(record: pb::Record, names: &mut Names) -> Result<Operation, String> {
+fn operation(record: pb::Record, names: &mut Names) -> Result<Operation, SyncFailure> {
     let table = names.table(&record.table_name);
     let Ok(record_type) = pb::RecordType::try_from(record.r#type) else {
-        return Err(format!(
-            "record for `{table}` has unknown type {}",
-            record.r#type
-        ));
+        return Err(SyncFailure::UnknownRecordType {
+            table,
+            record_type: record.r#type,
+        });
     };
     if record_type == pb::RecordType::Truncate {
         return Ok(Operation::Truncate { table });
@@ -171,7 +284,14 @@ pub(crate) fn operation(record: pb::Record, names: &mut Names) -> Result<Operati
     let mut row = Row::new();
     for (column, value) in record.data {
         let column = names.column(&column);
-        let value = sql_value(value).map_err(|error| format!("`{table}`.`{column}`: {error}"))?;
+        let value = sql_value(value).map_err(|InvalidTimestamp { seconds, nanos }| {
+            SyncFailure::InvalidTimestamp {
+                table: table.clone(),
+                column: column.clone(),
+                seconds,
+                nanos,
+            }
+        })?;
         row.insert(column, value);
     }
     Ok(match record_type {
@@ -181,8 +301,15 @@ pub(crate) fn operation(record: pb::Record, names: &mut Names) -> Result<Operati
     })
 }
 
+/// A protobuf timestamp outside what a date-time can hold.
+#[derive(Debug)]
+struct InvalidTimestamp {
+    seconds: i64,
+    nanos: i32,
+}
+
 /// One protobuf value as a SQLite value.
-fn sql_value(value: pb::ValueType) -> Result<SqlValue, String> {
+fn sql_value(value: pb::ValueType) -> Result<SqlValue, InvalidTimestamp> {
     use pb::value_type::Inner;
     Ok(match value.inner {
         None | Some(Inner::Null(_)) => SqlValue::Null,
@@ -216,11 +343,14 @@ fn sql_value(value: pb::ValueType) -> Result<SqlValue, String> {
     })
 }
 
-fn timestamp(time: &prost_types::Timestamp) -> Result<DateTime<Utc>, String> {
+fn timestamp(time: &prost_types::Timestamp) -> Result<DateTime<Utc>, InvalidTimestamp> {
     u32::try_from(time.nanos)
         .ok()
         .and_then(|nanos| DateTime::from_timestamp(time.seconds, nanos))
-        .ok_or_else(|| format!("invalid timestamp {}s {}ns", time.seconds, time.nanos))
+        .ok_or(InvalidTimestamp {
+            seconds: time.seconds,
+            nanos: time.nanos,
+        })
 }
 
 #[cfg(test)]

@@ -1,0 +1,218 @@
+//! Running one debug sync: the connector's events applied to the warehouse
+//! as Fivetran's engine applies them, committed at each checkpoint with the
+//! state file replaced after each commit, and progress on the console.
+
+use std::{
+    collections::{BTreeMap, BTreeSet, HashMap},
+    path::PathBuf,
+    time::Instant,
+};
+
+use super::{
+    Console, Interrupt, SHOWN_WARNINGS,
+    report::{OperationCounts, SyncFailure, thousands},
+    tester::{self, Event, Names, Operation},
+    warehouse::{self, Applied, TableChange, TableDef, Warehouse},
+};
+use crate::grpc::service::ConnectorService;
+
+/// One sync in progress: the warehouse, what was received, and the output.
+pub(crate) struct Session {
+    pub(crate) warehouse: Warehouse,
+    pub(crate) console: Console,
+    pub(crate) names: Names,
+    pub(crate) state_path: PathBuf,
+    pub(crate) counts: OperationCounts,
+    pub(crate) warnings: Vec<String>,
+    /// The state last written to the state file.
+    pub(crate) state_json: Option<String>,
+    /// Row-carrying records received per table (running counts).
+    pub(crate) rows_by_table: BTreeMap<String, u64>,
+    /// Tables with records since the last checkpoint.
+    pub(crate) tables_since_checkpoint: BTreeSet<String>,
+    pub(crate) started: Instant,
+}
+
+impl Session {
+    /// Schema, then Update to the end of its stream. Any error is the reason
+    /// the sync failed; the caller rolls back.
+    pub(crate) async fn sync(
+        &mut self,
+        service: &ConnectorService,
+        configuration: HashMap<String, String>,
+        state_json: Option<String>,
+        interrupt: Option<Interrupt>,
+    ) -> Result<(), SyncFailure> {
+        for table in tester::schema(service, configuration.clone(), &mut self.names).await? {
+            self.ensure_table(&table)?;
+        }
+        // Tables exist from the Schema call on, as at Fivetran, whatever the sync does.
+        self.warehouse.commit()?;
+
+        let mut updates = tester::update(service, configuration, state_json).await?;
+        let mut interrupt = interrupt.unwrap_or_else(|| Box::pin(std::future::pending()));
+        loop {
+            let event = tokio::select! {
+                event = updates.next(&mut self.names) => event,
+                () = &mut interrupt => return Err(SyncFailure::Interrupted),
+            };
+            match event {
+                None => break,
+                Some(event) => self.apply(event?)?,
+            }
+        }
+        if self.counts.checkpoints == 0 {
+            self.console.close_status();
+            self.console.line(
+                "WARNING: the connector sent no checkpoint; Fivetran would restart the next sync from the same state.",
+            );
+        }
+        // A sync that ended normally keeps the records after its last checkpoint
+        // (the state stays at that checkpoint, so they are re-read next time).
+        Ok(self.warehouse.commit()?)
+    }
+
+    fn ensure_table(&mut self, table: &TableDef) -> Result<(), SyncFailure> {
+        match self.warehouse.ensure_table(table)? {
+            TableChange::Created => {
+                let keys: Vec<&str> = table
+                    .columns
+                    .iter()
+                    .filter(|column| column.primary_key)
+                    .map(|column| column.name.as_str())
+                    .collect();
+                self.console.line(&format!(
+                    "Created table {} ({} columns, primary key {})",
+                    table.name,
+                    table.columns.len(),
+                    keys.join(", ")
+                ));
+            }
+            TableChange::ColumnsAdded(columns) => self.columns_added(&table.name, &columns),
+            TableChange::Unchanged => {}
+        }
+        Ok(())
+    }
+
+    fn columns_added(&mut self, table: &str, columns: &[String]) {
+        if !columns.is_empty() {
+            self.console.line(&format!(
+                "Added column(s) {} to table {table}",
+                columns.join(", ")
+            ));
+        }
+    }
+
+    fn apply(&mut self, event: Event) -> Result<(), SyncFailure> {
+        match event {
+            Event::Operations(operations) => operations
+                .into_iter()
+                .try_for_each(|operation| self.apply_operation(operation)),
+            Event::SchemaChange(tables) => {
+                self.counts.schema_changes += 1;
+                self.console
+                    .line(&format!("Schema change: {} table(s)", tables.len()));
+                tables.iter().try_for_each(|table| self.ensure_table(table))
+            }
+            Event::Checkpoint(state_json) => self.checkpoint(state_json),
+            Event::Warning(message) => {
+                self.counts.warnings += 1;
+                if self.warnings.len() < SHOWN_WARNINGS {
+                    self.console.line(&format!("Warning: {message}"));
+                    self.warnings.push(message);
+                }
+                Ok(())
+            }
+            Event::Task(message) => {
+                self.console
+                    .line(&format!("Task (user action needed): {message}"));
+                Err(SyncFailure::Task(message))
+            }
+        }
+    }
+
+    fn apply_operation(&mut self, operation: Operation) -> Result<(), SyncFailure> {
+        let (table, applied) = match operation {
+            Operation::Upsert { table, row } => {
+                self.counts.upserts += 1;
+                let applied = self.warehouse.upsert(&table, &row);
+                (table, applied)
+            }
+            Operation::Update { table, row } => {
+                self.counts.updates += 1;
+                let applied = self.warehouse.update(&table, &row);
+                (table, applied)
+            }
+            Operation::Delete { table, row } => {
+                self.counts.deletes += 1;
+                let applied = self.warehouse.delete(&table, &row);
+                (table, applied)
+            }
+            Operation::Truncate { table } => {
+                self.counts.truncates += 1;
+                let Applied { rows, .. } = self.warehouse.truncate(&table)?;
+                self.console.line(&format!(
+                    "Truncated {table}: soft-deleted {} earlier row(s)",
+                    thousands(rows)
+                ));
+                return Ok(());
+            }
+        };
+        let applied = applied?;
+        self.columns_added(&table, &applied.added_columns);
+        if !self.tables_since_checkpoint.contains(&table) {
+            self.tables_since_checkpoint.insert(table.clone());
+        }
+        *self.rows_by_table.entry(table).or_default() += 1;
+        Ok(())
+    }
+
+    /// Commits everything received so far, then records the state: a crash
+    /// between the two only replays rows (upserts make that harmless).
+    fn checkpoint(&mut self, state_json: String) -> Result<(), SyncFailure> {
+        self.warehouse.commit()?;
+        warehouse::write_state_atomically(&self.state_path, &state_json).map_err(|source| {
+            SyncFailure::StateFile {
+                path: self.state_path.clone(),
+                source,
+            }
+        })?;
+        self.state_json = Some(state_json);
+        self.counts.checkpoints += 1;
+
+        let rows = self.counts.rows();
+        let seconds = self.started.elapsed().as_secs_f64();
+        let rate = if seconds > 0.0 {
+            (rows as f64 / seconds) as u64
+        } else {
+            0
+        };
+        // Only the tables this checkpoint covers: seven columns on every line is noise.
+        let per_table: Vec<String> = std::mem::take(&mut self.tables_since_checkpoint)
+            .into_iter()
+            .map(|table| {
+                let count = self.rows_by_table.get(&table).copied().unwrap_or(0);
+                format!("{table} {}", thousands(count))
+            })
+            .collect();
+        self.console.status(
+            &format!(
+                "Checkpoints {} | rows {} | {} rows/s",
+                self.counts.checkpoints,
+                thousands(rows),
+                thousands(rate)
+            ),
+            &format!(
+                "Checkpoint {}: {} rows so far{}",
+                self.counts.checkpoints,
+                thousands(rows),
+                if per_table.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", per_table.join(", "))
+                }
+            ),
+        );
+        Ok(())
+    }
+}
