@@ -575,7 +575,7 @@ pub struct RowStream {
 const FEED_PIECE_BYTES: usize = 32 * 1024;
 
 impl RowStream {
-    /// Reads the next piece of the body (at most [`FEED_PIECE_BYTES`]) and
+    /// Reads the next piece of the body (at most 32 KiB) and
     /// hands the rows that start or complete in it to `consumer`. Returns `false` once the body is
     /// complete and well formed.
     ///

@@ -579,7 +579,7 @@ fn retry_after(faults: &Faults, wall_clock: DateTime<Utc>) -> header::HeaderValu
     header::HeaderValue::from_str(&text).unwrap_or(seconds)
 }
 
-/// The router. Every request passes through [`observe`] (stats, request log, latency).
+/// The router. Every request passes through `observe` (stats, request log, latency).
 pub fn app(state: Arc<SimulatorState>) -> Router {
     Router::new()
         .route(TOKEN_PATH, post(token))
