@@ -98,26 +98,21 @@ pub(super) async fn token(
 mod tests {
     use serde_json::Value;
 
-    use crate::simulator::{
-        SimulatorOptions, spawn,
-        test_support::{client, mint},
-    };
+    use crate::simulator::{SimulatorOptions, test_support::InProcessSimulator};
 
     use super::*;
 
     #[tokio::test]
     async fn token_endpoint_accepts_json_and_form_and_rejects_bad_input() {
-        let sim = spawn(SimulatorOptions::default()).await.unwrap();
-        let client = client();
-        let response = client
-            .post(&sim.auth_url)
-            .header("content-type", "application/json")
-            .body(r#"{"grant_type":"client_credentials","client_id":"sim-client","client_secret":"sim-secret"}"#)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 200);
-        let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+        let sim = InProcessSimulator::new(SimulatorOptions::default());
+        let (status, _, body) = sim
+            .post_token(
+                "application/json",
+                r#"{"grant_type":"client_credentials","client_id":"sim-client","client_secret":"sim-secret"}"#,
+            )
+            .await;
+        assert_eq!(status, 200);
+        let body: Value = serde_json::from_str(&body).unwrap();
         for key in ["access_token", "refresh_token"] {
             let token = body[key].as_str().unwrap();
             assert_eq!(token.len(), 64);
@@ -130,7 +125,7 @@ mod tests {
         assert_eq!(body["expires_in"], 3600);
         assert_eq!(body["token_type"], "Bearer");
 
-        let form_token = mint(&client, &sim).await;
+        let form_token = sim.mint().await;
         assert_ne!(form_token, body["access_token"].as_str().unwrap());
 
         let bad = [
@@ -152,16 +147,10 @@ mod tests {
             ("{not json", "application/json", 400),
         ];
         for (body, content_type, status) in bad {
-            let response = client
-                .post(&sim.auth_url)
-                .header("content-type", content_type)
-                .body(body)
-                .send()
-                .await
-                .unwrap();
-            assert_eq!(response.status().as_u16(), status, "{body}");
+            let (actual, _, text) = sim.post_token(content_type, body).await;
+            assert_eq!(actual, status, "{body}");
             if status == 401 {
-                let error: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+                let error: Value = serde_json::from_str(&text).unwrap();
                 assert_eq!(
                     error,
                     json!({"error": "access_denied", "error_description": "Unauthorized"})

@@ -152,10 +152,11 @@ mod tests {
     use serde_json::{Value, json};
 
     use super::{
-        test_support::{client, get, mint},
+        test_support::socket::{client, get, mint},
         *,
     };
 
+    /// Over a real socket: spawn, log in, call, shut down.
     #[tokio::test]
     async fn api_requires_a_live_token() {
         let sim = spawn(SimulatorOptions::default()).await.unwrap();

@@ -114,17 +114,16 @@ pub(super) async fn sensors(
 #[cfg(test)]
 mod tests {
     use crate::simulator::{
-        SimulatorOptions, spawn,
-        test_support::{client, get, mint, results, traffic_path},
+        SimulatorOptions,
+        test_support::{InProcessSimulator, results, traffic_path},
     };
 
     use super::*;
 
     #[tokio::test]
     async fn reference_endpoints_use_both_list_shapes() {
-        let sim = spawn(SimulatorOptions::default()).await.unwrap();
-        let client = client();
-        let token = mint(&client, &sim).await;
+        let sim = InProcessSimulator::new(SimulatorOptions::default());
+        let token = sim.mint().await;
         let mut location_id = String::new();
         for (path, bare, len) in [
             ("/api/location", true, 2),
@@ -133,7 +132,7 @@ mod tests {
             ("/api/space", false, 3),
             ("/api/sensor", false, 6),
         ] {
-            let (status, _, body) = get(&client, &sim, path, Some(&token)).await;
+            let (status, _, body) = sim.get(path, Some(&token)).await;
             assert_eq!(status, 200);
             let value: Value = serde_json::from_str(&body).unwrap();
             let items = if bare { &value } else { &value["results"] };
@@ -142,35 +141,22 @@ mod tests {
                 location_id = items[0]["locationId"].as_str().unwrap().to_owned();
             }
         }
-        let (status, _, body) = get(
-            &client,
-            &sim,
-            &format!("/api/location/{location_id}"),
-            Some(&token),
-        )
-        .await;
+        let (status, _, body) = sim
+            .get(&format!("/api/location/{location_id}"), Some(&token))
+            .await;
         assert_eq!(status, 200);
         assert_eq!(
             serde_json::from_str::<Value>(&body).unwrap()["locationId"],
             location_id
         );
-        assert_eq!(
-            get(&client, &sim, "/api/location/nope", Some(&token))
-                .await
-                .0,
-            404
-        );
-        assert_eq!(
-            get(&client, &sim, "/api/nothing", Some(&token)).await.0,
-            404
-        );
+        assert_eq!(sim.get("/api/location/nope", Some(&token)).await.0, 404);
+        assert_eq!(sim.get("/api/nothing", Some(&token)).await.0, 404);
     }
 
     #[tokio::test]
     async fn removed_entities_disappear_from_reference_and_data() {
-        let sim = spawn(SimulatorOptions::default()).await.unwrap();
-        let client = client();
-        let token = mint(&client, &sim).await;
+        let sim = InProcessSimulator::new(SimulatorOptions::default());
+        let token = sim.mint().await;
         let list = |body: &str, bare: bool| -> Vec<Value> {
             let value: Value = serde_json::from_str(body).unwrap();
             let items = if bare {
@@ -188,34 +174,29 @@ mod tests {
             ("/api/space", "spaceId", false),
             ("/api/sensor", "sensorId", false),
         ] {
-            let items = list(&get(&client, &sim, path, Some(&token)).await.2, bare);
+            let items = list(&sim.get(path, Some(&token)).await.2, bare);
             let id = items[1][key].as_str().unwrap().to_owned();
             sim.remove_entity(&id);
-            let after = list(&get(&client, &sim, path, Some(&token)).await.2, bare);
+            let after = list(&sim.get(path, Some(&token)).await.2, bare);
             assert_eq!(after.len(), items.len() - 1, "{path}");
             assert!(after.iter().all(|item| item[key] != id.as_str()), "{path}");
             removed.push(id);
         }
         assert_eq!(
-            get(
-                &client,
-                &sim,
-                &format!("/api/location/{}", removed[0]),
-                Some(&token)
-            )
-            .await
-            .0,
+            sim.get(&format!("/api/location/{}", removed[0]), Some(&token))
+                .await
+                .0,
             404
         );
         let (zone_id, space_id) = (&removed[2], &removed[3]);
         let path = traffic_path("2025-02-01T00:00:00Z", "2025-02-02T00:00:00Z");
-        let rows = results(&get(&client, &sim, &path, Some(&token)).await.2);
+        let rows = results(&sim.get(&path, Some(&token)).await.2);
         assert_eq!(rows.len(), 24 * 5);
         assert!(rows.iter().all(|r| r["zoneId"] != zone_id.as_str()));
         let occupancy = "/api/data/occupancy?relativeDate=custom&startDate=2025-02-03T00:00:00Z\
                          &endDate=2025-02-04T00:00:00Z&dateGroupings=hour&entityType=space\
                          &metrics=occupancy(max)";
-        let rows = results(&get(&client, &sim, occupancy, Some(&token)).await.2);
+        let rows = results(&sim.get(occupancy, Some(&token)).await.2);
         assert_eq!(rows.len(), 24 * 2);
         assert!(rows.iter().all(|r| r["spaceId"] != space_id.as_str()));
     }

@@ -294,10 +294,7 @@ fn bearer_token(value: &str) -> Option<&str> {
 mod tests {
     use serde_json::{Value, json};
 
-    use crate::simulator::{
-        spawn,
-        test_support::{client, get, mint},
-    };
+    use crate::simulator::test_support::InProcessSimulator;
 
     use super::*;
 
@@ -307,23 +304,20 @@ mod tests {
             token_lifetime_secs: 0,
             ..SimulatorOptions::default()
         };
-        let sim = spawn(options).await.unwrap();
-        let client = client();
-        let token = mint(&client, &sim).await;
-        let (status, _, _) = get(&client, &sim, "/api/location", Some(&token)).await;
+        let sim = InProcessSimulator::new(options);
+        let token = sim.mint().await;
+        let (status, _, _) = sim.get("/api/location", Some(&token)).await;
         assert_eq!(status, 401);
     }
 
     #[tokio::test]
     async fn issued_tokens_lists_every_minted_token() {
-        let sim = spawn(SimulatorOptions::default()).await.unwrap();
-        let client = client();
+        let sim = InProcessSimulator::new(SimulatorOptions::default());
         let mut minted = Vec::new();
         for _ in 0..2 {
-            let response = client
-                .post(&sim.auth_url)
-                .header("content-type", "application/json")
-                .body(
+            let (_, _, body) = sim
+                .post_token(
+                    "application/json",
                     json!({
                         "grant_type": "client_credentials",
                         "client_id": "sim-client",
@@ -331,10 +325,8 @@ mod tests {
                     })
                     .to_string(),
                 )
-                .send()
-                .await
-                .unwrap();
-            let body: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+                .await;
+            let body: Value = serde_json::from_str(&body).unwrap();
             minted.push(body["access_token"].as_str().unwrap().to_owned());
             minted.push(body["refresh_token"].as_str().unwrap().to_owned());
         }

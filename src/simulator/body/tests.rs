@@ -2,19 +2,18 @@
 //! has them at the simulated clock (settling hours, a backfilled outage).
 
 use crate::simulator::{
-    Dataset, SimulatorOptions, spawn,
-    test_support::{at, client, get, mint, results, traffic_path},
+    Dataset, SimulatorOptions,
+    test_support::{InProcessSimulator, at, results, traffic_path},
 };
 
 #[tokio::test]
 async fn occupancy_rows_carry_requested_metrics_both_counts_and_a_string_average() {
-    let sim = spawn(SimulatorOptions::default()).await.unwrap();
-    let client = client();
-    let token = mint(&client, &sim).await;
+    let sim = InProcessSimulator::new(SimulatorOptions::default());
+    let token = sim.mint().await;
     let path = "/api/data/occupancy?relativeDate=custom&startDate=2025-02-03T00:00:00Z\
                 &endDate=2025-02-04T00:00:00Z&dateGroupings=hour&entityType=space\
                 &metrics=occupancy(max),occupancy(min),occupancy(avg)";
-    let (status, _, body) = get(&client, &sim, path, Some(&token)).await;
+    let (status, _, body) = sim.get(path, Some(&token)).await;
     assert_eq!(status, 200);
     let rows = results(&body);
     assert_eq!(rows.len(), 24 * 3);
@@ -29,7 +28,7 @@ async fn occupancy_rows_carry_requested_metrics_both_counts_and_a_string_average
         assert!(row["sumins"].is_i64() && row["sumouts"].is_i64() && row["spaceId"].is_string());
     }
     let path = path.replace("occupancy(min),occupancy(avg)", "ins,outs");
-    let rows = results(&get(&client, &sim, &path, Some(&token)).await.2);
+    let rows = results(&sim.get(&path, Some(&token)).await.2);
     assert!(rows[0]["sumins"].is_i64() && rows[0].get("avgoccupancy").is_none());
 }
 
@@ -40,9 +39,8 @@ async fn settling_hours_grow_as_the_clock_advances() {
         now: at("2025-03-14T18:00:00Z"),
         ..SimulatorOptions::default()
     };
-    let sim = spawn(options).await.unwrap();
-    let client = client();
-    let token = mint(&client, &sim).await;
+    let sim = InProcessSimulator::new(options);
+    let token = sim.mint().await;
     let hour = at("2025-03-14T17:00:00Z");
     let path = traffic_path("2025-03-14T17:00:00Z", "2025-03-14T18:00:00Z");
     let occupancy_path = "/api/data/occupancy?relativeDate=custom\
@@ -69,7 +67,7 @@ async fn settling_hours_grow_as_the_clock_advances() {
         "2025-03-14T18:30:00Z",
     ] {
         sim.set_now(at(now));
-        let rows = results(&get(&client, &sim, &path, Some(&token)).await.2);
+        let rows = results(&sim.get(&path, Some(&token)).await.2);
         assert_eq!(rows.len(), 6);
         for row in &rows {
             let zone = (0..6)
@@ -86,7 +84,7 @@ async fn settling_hours_grow_as_the_clock_advances() {
                 .map(|r| r["sumins"].as_i64().unwrap())
                 .sum::<i64>(),
         );
-        let rows = results(&get(&client, &sim, occupancy_path, Some(&token)).await.2);
+        let rows = results(&sim.get(occupancy_path, Some(&token)).await.2);
         occupancy_sums.push(
             rows.iter()
                 .map(|r| r["maxoccupancy"].as_i64().unwrap() + r["sumins"].as_i64().unwrap())
@@ -113,18 +111,17 @@ async fn outage_is_backfilled_at_the_configured_instant() {
         outage_backfilled_at: Some(at("2025-03-01T00:00:00Z")),
         ..SimulatorOptions::default()
     };
-    let sim = spawn(options).await.unwrap();
-    let client = client();
-    let token = mint(&client, &sim).await;
+    let sim = InProcessSimulator::new(options);
+    let token = sim.mint().await;
     let path = traffic_path("2025-01-21T00:00:00Z", "2025-01-22T00:00:00Z");
     // Zones 0, 2 and 4 belong to the outage site and miss its six hours.
-    let rows = results(&get(&client, &sim, &path, Some(&token)).await.2);
+    let rows = results(&sim.get(&path, Some(&token)).await.2);
     assert_eq!(rows.len(), 24 * 6 - 3 * 6);
     sim.set_now(at("2025-02-28T23:59:59Z"));
-    let rows = results(&get(&client, &sim, &path, Some(&token)).await.2);
+    let rows = results(&sim.get(&path, Some(&token)).await.2);
     assert_eq!(rows.len(), 24 * 6 - 3 * 6);
     sim.set_now(at("2025-03-01T00:00:00Z"));
-    let rows = results(&get(&client, &sim, &path, Some(&token)).await.2);
+    let rows = results(&sim.get(&path, Some(&token)).await.2);
     assert_eq!(rows.len(), 24 * 6);
     let outage_zone = sim.dataset.zone_id(0).unwrap();
     let backfilled = rows

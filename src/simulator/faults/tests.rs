@@ -1,5 +1,5 @@
 //! Tests of the fault knobs: each request-level fault and body fault, their order, and the
-//! determinism of the rate-based ones.
+//! determinism of the rate-based ones. Broken and endless bodies are read over a real socket.
 
 use axum::http::header;
 use chrono::{DateTime, Duration, Utc};
@@ -7,54 +7,57 @@ use serde_json::Value;
 
 use crate::simulator::{
     SimulatorOptions, spawn,
-    test_support::{at, client, get, mint, read_body, results, send, traffic_path},
+    test_support::{
+        InProcessSimulator, at, results,
+        socket::{client, get, mint, read_body, send},
+        traffic_path,
+    },
 };
 
 use super::*;
 
 #[tokio::test]
 async fn faults_fire_in_sequence() {
-    let sim = spawn(SimulatorOptions::default()).await.unwrap();
-    let client = client();
-    let token = mint(&client, &sim).await;
+    let sim = InProcessSimulator::new(SimulatorOptions::default());
+    let token = sim.mint().await;
     let path = traffic_path("2025-02-01T00:00:00Z", "2025-02-02T00:00:00Z");
 
     sim.set_faults(Faults {
         fail_next_requests: 2,
         ..Faults::default()
     });
-    assert_eq!(get(&client, &sim, "/api/zone", Some(&token)).await.0, 503);
-    assert_eq!(get(&client, &sim, &path, Some(&token)).await.0, 503);
-    assert_eq!(get(&client, &sim, &path, Some(&token)).await.0, 200);
+    assert_eq!(sim.get("/api/zone", Some(&token)).await.0, 503);
+    assert_eq!(sim.get(&path, Some(&token)).await.0, 503);
+    assert_eq!(sim.get(&path, Some(&token)).await.0, 200);
 
     sim.set_faults(Faults {
         rate_limit_every: 2,
         ..Faults::default()
     });
-    assert_eq!(get(&client, &sim, &path, Some(&token)).await.0, 200);
-    let (status, headers, _) = get(&client, &sim, &path, Some(&token)).await;
+    assert_eq!(sim.get(&path, Some(&token)).await.0, 200);
+    let (status, headers, _) = sim.get(&path, Some(&token)).await;
     assert_eq!(status, 429);
     assert_eq!(headers.get("retry-after").unwrap(), "1");
-    assert_eq!(get(&client, &sim, &path, Some(&token)).await.0, 200);
+    assert_eq!(sim.get(&path, Some(&token)).await.0, 200);
 
     sim.set_faults(Faults {
         max_range_days: Some(30),
         ..Faults::default()
     });
     let long = traffic_path("2025-01-01T00:00:00Z", "2025-02-01T00:00:00Z");
-    let (status, _, body) = get(&client, &sim, &long, Some(&token)).await;
+    let (status, _, body) = sim.get(&long, Some(&token)).await;
     assert_eq!(
         (status, body.as_str()),
         (400, r#"{"messages":["range too long"]}"#)
     );
     let ok = traffic_path("2025-01-01T00:00:00Z", "2025-01-31T00:00:00Z");
-    assert_eq!(get(&client, &sim, &ok, Some(&token)).await.0, 200);
+    assert_eq!(sim.get(&ok, Some(&token)).await.0, 200);
 
     sim.set_faults(Faults {
         malformed_body_rate: 1.0,
         ..Faults::default()
     });
-    let (status, _, body) = get(&client, &sim, &path, Some(&token)).await;
+    let (status, _, body) = sim.get(&path, Some(&token)).await;
     assert_eq!(status, 200);
     assert!(serde_json::from_str::<Value>(&body).is_err());
 
@@ -62,15 +65,15 @@ async fn faults_fire_in_sequence() {
         fail_data_after: Some(1),
         ..Faults::default()
     });
-    assert_eq!(get(&client, &sim, &path, Some(&token)).await.0, 200);
-    assert_eq!(get(&client, &sim, &path, Some(&token)).await.0, 500);
-    assert_eq!(get(&client, &sim, "/api/zone", Some(&token)).await.0, 200);
+    assert_eq!(sim.get(&path, Some(&token)).await.0, 200);
+    assert_eq!(sim.get(&path, Some(&token)).await.0, 500);
+    assert_eq!(sim.get("/api/zone", Some(&token)).await.0, 200);
 
     sim.set_faults(Faults {
         server_error_rate: 1.0,
         ..Faults::default()
     });
-    assert_eq!(get(&client, &sim, "/api/site", Some(&token)).await.0, 500);
+    assert_eq!(sim.get("/api/site", Some(&token)).await.0, 500);
 
     let log = sim.stats.requests_log();
     assert_eq!(log.last().unwrap().status, 500);
@@ -84,16 +87,15 @@ async fn faults_fire_in_sequence() {
 #[tokio::test]
 async fn server_error_rate_is_deterministic() {
     async fn pattern() -> Vec<u16> {
-        let sim = spawn(SimulatorOptions::default()).await.unwrap();
-        let client = client();
-        let token = mint(&client, &sim).await;
+        let sim = InProcessSimulator::new(SimulatorOptions::default());
+        let token = sim.mint().await;
         sim.set_faults(Faults {
             server_error_rate: 0.5,
             ..Faults::default()
         });
         let mut statuses = Vec::new();
         for _ in 0..20 {
-            statuses.push(get(&client, &sim, "/api/zone", Some(&token)).await.0);
+            statuses.push(sim.get("/api/zone", Some(&token)).await.0);
         }
         statuses
     }
@@ -104,25 +106,23 @@ async fn server_error_rate_is_deterministic() {
 
 #[tokio::test]
 async fn one_live_token_invalidates_older_tokens() {
-    let sim = spawn(SimulatorOptions::default()).await.unwrap();
-    let client = client();
-    let first = mint(&client, &sim).await;
-    let second = mint(&client, &sim).await;
-    assert_eq!(get(&client, &sim, "/api/zone", Some(&first)).await.0, 200);
+    let sim = InProcessSimulator::new(SimulatorOptions::default());
+    let first = sim.mint().await;
+    let second = sim.mint().await;
+    assert_eq!(sim.get("/api/zone", Some(&first)).await.0, 200);
     sim.set_faults(Faults {
         one_live_token: true,
         ..Faults::default()
     });
-    let third = mint(&client, &sim).await;
-    assert_eq!(get(&client, &sim, "/api/zone", Some(&first)).await.0, 401);
-    assert_eq!(get(&client, &sim, "/api/zone", Some(&second)).await.0, 401);
-    assert_eq!(get(&client, &sim, "/api/zone", Some(&third)).await.0, 200);
+    let third = sim.mint().await;
+    assert_eq!(sim.get("/api/zone", Some(&first)).await.0, 401);
+    assert_eq!(sim.get("/api/zone", Some(&second)).await.0, 401);
+    assert_eq!(sim.get("/api/zone", Some(&third)).await.0, 200);
 }
 
 #[tokio::test]
 async fn token_rate_limit_and_retry_after_forms() {
-    let sim = spawn(SimulatorOptions::default()).await.unwrap();
-    let client = client();
+    let sim = InProcessSimulator::new(SimulatorOptions::default());
     sim.set_faults(Faults {
         token_rate_limit_next: 2,
         retry_after_secs: 7,
@@ -134,12 +134,12 @@ async fn token_rate_limit_and_retry_after_forms() {
         ("client_secret", "sim-secret"),
     ];
     for _ in 0..2 {
-        let response = client.post(&sim.auth_url).form(&form).send().await.unwrap();
-        assert_eq!(response.status(), 429);
-        assert_eq!(response.headers().get("retry-after").unwrap(), "7");
+        let (status, headers, _) = sim.post_form(&form).await;
+        assert_eq!(status, 429);
+        assert_eq!(headers.get("retry-after").unwrap(), "7");
     }
     assert_eq!(sim.stats.token_mints(), 0);
-    let token = mint(&client, &sim).await;
+    let token = sim.mint().await;
     assert_eq!(sim.stats.token_mints(), 1);
 
     sim.set_faults(Faults {
@@ -150,7 +150,7 @@ async fn token_rate_limit_and_retry_after_forms() {
     });
     let path = traffic_path("2025-02-01T00:00:00Z", "2025-02-02T00:00:00Z");
     let before = Utc::now();
-    let (status, headers, _) = get(&client, &sim, &path, Some(&token)).await;
+    let (status, headers, _) = sim.get(&path, Some(&token)).await;
     let after = Utc::now();
     assert_eq!(status, 429);
     let text = headers.get("retry-after").unwrap().to_str().unwrap();
@@ -181,15 +181,14 @@ async fn token_rate_limit_and_retry_after_forms() {
 
 #[tokio::test]
 async fn bad_rows_every_spoils_every_nth_row() {
-    let sim = spawn(SimulatorOptions::default()).await.unwrap();
-    let client = client();
-    let token = mint(&client, &sim).await;
+    let sim = InProcessSimulator::new(SimulatorOptions::default());
+    let token = sim.mint().await;
     sim.set_faults(Faults {
         bad_rows_every: 4,
         ..Faults::default()
     });
     let path = traffic_path("2025-02-01T00:00:00Z", "2025-02-02T00:00:00Z");
-    let rows = results(&get(&client, &sim, &path, Some(&token)).await.2);
+    let rows = results(&sim.get(&path, Some(&token)).await.2);
     assert_eq!(rows.len(), 24 * 6);
     for (i, row) in rows.iter().enumerate() {
         if (i + 1) % 4 == 0 {
@@ -208,7 +207,7 @@ async fn bad_rows_every_spoils_every_nth_row() {
     let occupancy = "/api/data/occupancy?relativeDate=custom&startDate=2025-02-03T00:00:00Z\
                      &endDate=2025-02-03T02:00:00Z&dateGroupings=hour&entityType=space\
                      &metrics=occupancy(avg),occupancy(min),ins";
-    let rows = results(&get(&client, &sim, occupancy, Some(&token)).await.2);
+    let rows = results(&sim.get(occupancy, Some(&token)).await.2);
     assert_eq!(rows.len(), 2 * 3);
     for row in &rows {
         assert!(row["spaceId"].is_null());
@@ -222,15 +221,14 @@ async fn bad_rows_every_spoils_every_nth_row() {
 
 #[tokio::test]
 async fn wrong_shape_puts_an_object_where_rows_belong() {
-    let sim = spawn(SimulatorOptions::default()).await.unwrap();
-    let client = client();
-    let token = mint(&client, &sim).await;
+    let sim = InProcessSimulator::new(SimulatorOptions::default());
+    let token = sim.mint().await;
     sim.set_faults(Faults {
         wrong_shape: true,
         ..Faults::default()
     });
     let path = traffic_path("2025-02-01T00:00:00Z", "2025-02-02T00:00:00Z");
-    let (status, headers, body) = get(&client, &sim, &path, Some(&token)).await;
+    let (status, headers, body) = sim.get(&path, Some(&token)).await;
     assert_eq!(
         (status, body.as_str()),
         (200, r#"{"messages":[],"results":{"error":"x"}}"#)
@@ -241,7 +239,7 @@ async fn wrong_shape_puts_an_object_where_rows_belong() {
             .unwrap()
             .starts_with("application/json")
     );
-    assert_eq!(get(&client, &sim, "/api/zone", Some(&token)).await.0, 200);
+    assert_eq!(sim.get("/api/zone", Some(&token)).await.0, 200);
 }
 
 #[tokio::test]

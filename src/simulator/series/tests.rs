@@ -2,22 +2,21 @@
 //! the simulated clock, and the requests the API refuses.
 
 use crate::simulator::{
-    SimulatorOptions, spawn,
-    test_support::{at, client, get, mint, results, traffic_path},
+    SimulatorOptions,
+    test_support::{InProcessSimulator, at, results, traffic_path},
 };
 
 #[tokio::test]
 async fn one_day_of_traffic_has_a_row_per_active_zone_and_hour_in_order() {
-    let sim = spawn(SimulatorOptions::default()).await.unwrap();
-    let client = client();
-    let token = mint(&client, &sim).await;
+    let sim = InProcessSimulator::new(SimulatorOptions::default());
+    let token = sim.mint().await;
     let day = at("2025-01-08T00:00:00Z");
     let active = (0..6)
         .filter(|i| sim.dataset.zone_first_hour(*i).unwrap() <= day)
         .count();
     assert!(active < 6, "some zone must start later");
     let path = traffic_path("2025-01-08T00:00:00Z", "2025-01-09T00:00:00.000Z");
-    let (status, _, body) = get(&client, &sim, &path, Some(&token)).await;
+    let (status, _, body) = sim.get(&path, Some(&token)).await;
     assert_eq!(status, 200);
     let rows = results(&body);
     assert_eq!(rows.len(), 24 * active);
@@ -40,17 +39,16 @@ async fn one_day_of_traffic_has_a_row_per_active_zone_and_hour_in_order() {
 
 #[tokio::test]
 async fn end_date_is_exclusive_and_date_only_bounds_are_local() {
-    let sim = spawn(SimulatorOptions::default()).await.unwrap();
-    let client = client();
-    let token = mint(&client, &sim).await;
+    let sim = InProcessSimulator::new(SimulatorOptions::default());
+    let token = sim.mint().await;
     let path = traffic_path("2025-02-01T00:00:00Z", "2025-02-08T00:00:00Z");
-    let rows = results(&get(&client, &sim, &path, Some(&token)).await.2);
+    let rows = results(&sim.get(&path, Some(&token)).await.2);
     assert_eq!(rows.len(), 168 * 6);
     let zone = sim.dataset.zone_id(3).unwrap();
     assert_eq!(rows.iter().filter(|r| r["zoneId"] == zone).count(), 168);
 
     let path = traffic_path("2025-02-01", "2025-02-02");
-    let rows = results(&get(&client, &sim, &path, Some(&token)).await.2);
+    let rows = results(&sim.get(&path, Some(&token)).await.2);
     assert_eq!(rows.len(), 24 * 6);
     assert_eq!(rows[0]["recordDate_hour_1"], "2025-02-01T05:00:00.000Z");
     assert_eq!(
@@ -59,31 +57,29 @@ async fn end_date_is_exclusive_and_date_only_bounds_are_local() {
     );
 
     let path = traffic_path("2025-02-02T00:00:00Z", "2025-02-01T00:00:00Z");
-    assert!(results(&get(&client, &sim, &path, Some(&token)).await.2).is_empty());
+    assert!(results(&sim.get(&path, Some(&token)).await.2).is_empty());
 }
 
 #[tokio::test]
 async fn rows_stop_at_the_simulated_clock() {
-    let sim = spawn(SimulatorOptions::default()).await.unwrap();
-    let client = client();
-    let token = mint(&client, &sim).await;
+    let sim = InProcessSimulator::new(SimulatorOptions::default());
+    let token = sim.mint().await;
     let path = traffic_path("2025-03-15T00:00:00Z", "2025-03-16T00:00:00Z");
-    let rows = results(&get(&client, &sim, &path, Some(&token)).await.2);
+    let rows = results(&sim.get(&path, Some(&token)).await.2);
     assert_eq!(rows.len(), 11 * 6);
     assert_eq!(
         rows[rows.len() - 1]["recordDate_hour_1"],
         "2025-03-15T10:00:00.000Z"
     );
     sim.set_now(at("2025-03-15T12:00:00Z"));
-    let rows = results(&get(&client, &sim, &path, Some(&token)).await.2);
+    let rows = results(&sim.get(&path, Some(&token)).await.2);
     assert_eq!(rows.len(), 12 * 6);
 }
 
 #[tokio::test]
 async fn invalid_data_requests_are_rejected() {
-    let sim = spawn(SimulatorOptions::default()).await.unwrap();
-    let client = client();
-    let token = mint(&client, &sim).await;
+    let sim = InProcessSimulator::new(SimulatorOptions::default());
+    let token = sim.mint().await;
     let good = traffic_path("2025-02-01T00:00:00Z", "2025-02-02T00:00:00Z");
     let cases = [
         (good.replace("relativeDate=custom&", ""), 500),
@@ -101,15 +97,11 @@ async fn invalid_data_requests_are_rejected() {
         (good.replace("/traffic", "/occupancy"), 400),
     ];
     for (path, status) in cases {
-        assert_eq!(
-            get(&client, &sim, &path, Some(&token)).await.0,
-            status,
-            "{path}"
-        );
+        assert_eq!(sim.get(&path, Some(&token)).await.0, status, "{path}");
     }
     let today =
         "/api/data/traffic?relativeDate=today&dateGroupings=hour&entityType=zone&metrics=ins";
-    let rows = results(&get(&client, &sim, today, Some(&token)).await.2);
+    let rows = results(&sim.get(today, Some(&token)).await.2);
     // Local day 2025-03-15 (daylight time since March 9) starts 04:00Z; the clock is 10:30Z.
     assert_eq!(rows.len(), 7 * 6);
 }
@@ -120,9 +112,8 @@ async fn date_only_bounds_follow_eastern_daylight_time() {
         now: at("2025-12-01T00:00:00Z"),
         ..SimulatorOptions::default()
     };
-    let sim = spawn(options).await.unwrap();
-    let client = client();
-    let token = mint(&client, &sim).await;
+    let sim = InProcessSimulator::new(options);
+    let token = sim.mint().await;
     for (start, end, hours, first, last) in [
         (
             "2025-03-09",
@@ -147,11 +138,7 @@ async fn date_only_bounds_follow_eastern_daylight_time() {
             "2025-11-03T04:00:00.000Z",
         ),
     ] {
-        let rows = results(
-            &get(&client, &sim, &traffic_path(start, end), Some(&token))
-                .await
-                .2,
-        );
+        let rows = results(&sim.get(&traffic_path(start, end), Some(&token)).await.2);
         assert_eq!(rows.len(), hours * 6, "{start}");
         assert_eq!(rows[0]["recordDate_hour_1"], first, "{start}");
         assert_eq!(rows[rows.len() - 1]["recordDate_hour_1"], last, "{start}");
@@ -159,7 +146,7 @@ async fn date_only_bounds_follow_eastern_daylight_time() {
     // Explicit UTC bounds stay exact across a change; the UTC day has no 05:00Z bucket,
     // as a recorded real account has no bucket where its local hour repeats.
     let path = traffic_path("2025-11-02T00:00:00Z", "2025-11-03T00:00:00Z");
-    let rows = results(&get(&client, &sim, &path, Some(&token)).await.2);
+    let rows = results(&sim.get(&path, Some(&token)).await.2);
     assert_eq!(rows.len(), 23 * 6);
     assert!(
         rows.iter()
@@ -170,7 +157,7 @@ async fn date_only_bounds_follow_eastern_daylight_time() {
     sim.set_now(at("2025-11-03T12:00:00Z"));
     let yesterday =
         "/api/data/traffic?relativeDate=yesterday&dateGroupings=hour&entityType=zone&metrics=ins";
-    let rows = results(&get(&client, &sim, yesterday, Some(&token)).await.2);
+    let rows = results(&sim.get(yesterday, Some(&token)).await.2);
     assert_eq!(rows.len(), 24 * 6);
     assert_eq!(rows[0]["recordDate_hour_1"], "2025-11-02T04:00:00.000Z");
 }
