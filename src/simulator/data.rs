@@ -150,8 +150,11 @@ pub fn local_midnight(date: NaiveDate) -> DateTime<Utc> {
 /// Occupancy of one space in one hour. `avg` has one decimal, and `min <= avg <= max`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct OccupancyValues {
+    /// Highest occupancy in the hour.
     pub max: i64,
+    /// Lowest occupancy in the hour.
     pub min: i64,
+    /// Mean occupancy in the hour, to one decimal.
     pub avg: f64,
 }
 
@@ -188,6 +191,8 @@ pub struct Dataset {
 }
 
 impl Dataset {
+    /// The account for `seed` with `zones` zones and `spaces` spaces, history from
+    /// `history_start` (floored to the hour) and an optional site outage `[start, end)`.
     pub fn new(
         seed: u64,
         zones: usize,
@@ -252,26 +257,32 @@ impl Dataset {
         self
     }
 
+    /// The first hour with data (of the earliest entities).
     pub fn history_start(&self) -> DateTime<Utc> {
         self.history_start
     }
 
+    /// The site outage `[start, end)`, if any.
     pub fn outage(&self) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
         self.outage
     }
 
+    /// See [`Dataset::with_outage_backfilled_at`].
     pub fn outage_backfilled_at(&self) -> Option<DateTime<Utc>> {
         self.outage_backfilled_at
     }
 
+    /// See [`Dataset::with_settle_lag_secs`].
     pub fn settle_lag_secs(&self) -> u64 {
         self.settle_lag_secs
     }
 
+    /// Number of zones.
     pub fn zone_count(&self) -> usize {
         self.zones.len()
     }
 
+    /// Number of spaces.
     pub fn space_count(&self) -> usize {
         self.spaces.len()
     }
@@ -286,18 +297,22 @@ impl Dataset {
         self.spaces.iter().map(|s| s.id.clone()).collect()
     }
 
+    /// The id of the zone at `zone_index`.
     pub fn zone_id(&self, zone_index: usize) -> Option<&str> {
         self.zones.get(zone_index).map(|z| z.id.as_str())
     }
 
+    /// The name of the zone at `zone_index` (names repeat, as on real accounts).
     pub fn zone_name(&self, zone_index: usize) -> Option<&str> {
         self.zones.get(zone_index).map(|z| z.name.as_str())
     }
 
+    /// The id of the space at `space_index`.
     pub fn space_id(&self, space_index: usize) -> Option<&str> {
         self.spaces.get(space_index).map(|s| s.id.as_str())
     }
 
+    /// The name of the space at `space_index`.
     pub fn space_name(&self, space_index: usize) -> Option<&str> {
         self.spaces.get(space_index).map(|s| s.name.as_str())
     }
@@ -307,6 +322,7 @@ impl Dataset {
         self.zones.get(zone_index).map(|z| z.first_hour)
     }
 
+    /// First hour with data for a space (some spaces are added mid-history).
     pub fn space_first_hour(&self, space_index: usize) -> Option<DateTime<Utc>> {
         self.spaces.get(space_index).map(|s| s.first_hour)
     }
@@ -321,6 +337,7 @@ impl Dataset {
         &self.space_order
     }
 
+    /// The `/api/location` objects.
     pub fn locations(&self) -> Vec<Value> {
         let created = self.history_start - Duration::days(400);
         (0..LOCATIONS)
@@ -373,6 +390,7 @@ impl Dataset {
             .collect()
     }
 
+    /// The `/api/site` objects, one per location.
     pub fn sites(&self) -> Vec<Value> {
         (0..LOCATIONS)
             .map(|i| {
@@ -387,6 +405,7 @@ impl Dataset {
             .collect()
     }
 
+    /// The `/api/zone` objects.
     pub fn zones(&self) -> Vec<Value> {
         let created = self.history_start - Duration::days(100);
         self.zones
@@ -415,6 +434,7 @@ impl Dataset {
             .collect()
     }
 
+    /// The `/api/space` objects.
     pub fn spaces(&self) -> Vec<Value> {
         self.spaces
             .iter()
@@ -430,6 +450,7 @@ impl Dataset {
             .collect()
     }
 
+    /// The `/api/sensor` objects, one per zone.
     pub fn sensors(&self) -> Vec<Value> {
         self.sensor_ids
             .iter()

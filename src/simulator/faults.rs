@@ -26,10 +26,11 @@ const WRONG_SHAPE_BODY: &str = r#"{"messages":[],"results":{"error":"x"}}"#;
 /// `drop_connection_next`, `token_rate_limit_next`) and the error RNG restart whenever faults
 /// are set, so a test's fault pattern does not depend on how many requests came before.
 ///
-/// A data request meets them in this order: `fail_next_requests`, `fail_data_after`,
-/// `server_error_rate`, `rate_limit_every` (each answers instead of the data); then the body
-/// of a 200: `endless_body` (overrides all below), `wrong_shape` or rows with `bad_rows_every`,
-/// then `malformed_body_rate`, then `drop_connection_next` / `drop_connection_rate`.
+/// A data request meets them in this order: `fail_next_requests`, `forbid_data`,
+/// `fail_data_after`, `server_error_rate`, `rate_limit_every` (each answers instead of the
+/// data); once its query is valid, `max_range_days`; then the body of a 200: `endless_body`
+/// (overrides all below), `wrong_shape` or rows with `bad_rows_every`, then
+/// `malformed_body_rate`, then `drop_connection_next` / `drop_connection_rate`.
 #[derive(Clone, Debug)]
 pub struct Faults {
     /// Added to every API (not token) response.

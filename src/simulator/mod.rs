@@ -14,6 +14,8 @@
 //! - `body`: time-series bodies written as text, whole or endless.
 //! - [`data`]: the deterministic dataset.
 
+#![warn(missing_docs)]
+
 mod auth;
 mod body;
 pub mod data;
