@@ -147,7 +147,7 @@ impl RowWriter {
             } else {
                 &entity.fields
             });
-            write_metrics(body, metrics, counts, occupancy, bad);
+            write_metrics(body, self.series, metrics, counts, occupancy, bad);
             body.push('}');
         }
     }
@@ -236,41 +236,41 @@ pub(super) fn endless_response(
 /// first of them is the string `"n/a"`.
 fn write_metrics(
     body: &mut String,
+    series: Series,
     metrics: Metrics,
     counts: Option<(i64, i64)>,
     occupancy: Option<OccupancyValues>,
     bad: bool,
 ) {
     let mut spoil = bad;
-    // Writing into a String cannot fail, so the fmt::Results are ignored.
-    let mut field = |name: &str, value: &dyn std::fmt::Display| {
-        if std::mem::take(&mut spoil) {
-            let _ = write!(body, ",\"{name}\":\"n/a\"");
-        } else {
-            let _ = write!(body, ",\"{name}\":{value}");
-        }
-    };
-    if let Some(occupancy) = occupancy {
-        if metrics.max {
-            field("maxoccupancy", &occupancy.max);
-        }
-        if metrics.min {
-            field("minoccupancy", &occupancy.min);
-        }
-        if metrics.avg {
-            // A decimal string, as the real API sends it.
-            field("avgoccupancy", &format_args!("\"{:.1}\"", occupancy.avg));
-        }
-    }
-    // Occupancy rows carry both counts whatever `metrics` asks for, as the
-    // real API's do; traffic rows carry the requested ones.
-    let every_count = occupancy.is_some();
     let (ins, outs) = counts.unwrap_or_default();
-    if metrics.ins || every_count {
-        field("sumins", &ins);
-    }
-    if metrics.outs || every_count {
-        field("sumouts", &outs);
+    let metric_columns = series
+        .table()
+        .all_columns()
+        .iter()
+        .filter_map(|column| Some((column.source, column.metric?)));
+    for (position, (field, metric)) in metric_columns.enumerate() {
+        // Columns the API sends on every row (occupancy's counts) go out
+        // whatever `metrics` asks for, as the real API's do.
+        if !(metrics.includes(position) || metric.always_sent) {
+            continue;
+        }
+        let count = match (field, occupancy) {
+            ("sumins", _) => Ok(ins),
+            ("sumouts", _) => Ok(outs),
+            ("maxoccupancy", Some(occupancy)) => Ok(occupancy.max),
+            ("minoccupancy", Some(occupancy)) => Ok(occupancy.min),
+            ("avgoccupancy", Some(occupancy)) => Err(occupancy.avg),
+            // A metric the simulated data has no values for is not sent.
+            _ => continue,
+        };
+        // Writing into a String cannot fail, so the fmt::Results are ignored.
+        let _ = match count {
+            _ if std::mem::take(&mut spoil) => write!(body, ",\"{field}\":\"n/a\""),
+            Ok(count) => write!(body, ",\"{field}\":{count}"),
+            // An average is a decimal string, as the real API sends it.
+            Err(average) => write!(body, ",\"{field}\":\"{average:.1}\""),
+        };
     }
 }
 

@@ -12,6 +12,8 @@ use axum::{
 };
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 
+use crate::schema::Table;
+
 use super::{
     body::{RowWriter, endless_response, render_rows},
     data,
@@ -27,14 +29,27 @@ pub(super) enum Series {
     Occupancy,
 }
 
-/// The metrics a request asks for, from its `metrics` parameter.
+impl Series {
+    /// The connector's table of this series: its endpoint, entity type and
+    /// metrics are described there once.
+    pub(super) fn table(self) -> Table {
+        match self {
+            Series::Traffic => Table::Traffic,
+            Series::Occupancy => Table::Occupancy,
+        }
+    }
+}
+
+/// The metrics a request asks for, from its `metrics` parameter: one bit per
+/// metric of the series' table, in `schema` order.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(super) struct Metrics {
-    pub(super) ins: bool,
-    pub(super) outs: bool,
-    pub(super) max: bool,
-    pub(super) min: bool,
-    pub(super) avg: bool,
+pub(super) struct Metrics(u32);
+
+impl Metrics {
+    /// Whether the `position`-th metric of the table was asked for.
+    pub(super) fn includes(self, position: usize) -> bool {
+        self.0 & (1 << position) != 0
+    }
 }
 
 /// A valid data request: buckets starting in `[start, end)`, with these metrics.
@@ -70,19 +85,16 @@ fn previous_local_midnight(midnight: DateTime<Utc>) -> DateTime<Utc> {
     data::local_midnight(data::local_date(midnight - Duration::hours(12)))
 }
 
-/// The `metrics` parameter: API metric names to flags, refusing names the series lacks.
+/// The `metrics` parameter: the series' metrics (as `schema` names them) it asks for,
+/// refusing names the series lacks.
 fn parse_metrics(text: &str, series: Series) -> Result<Metrics, String> {
+    let known: Vec<&str> = series.table().metrics().map(|metric| metric.name).collect();
     let mut metrics = Metrics::default();
     for name in text.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        let flag = match (name, series) {
-            ("ins", _) => &mut metrics.ins,
-            ("outs", _) => &mut metrics.outs,
-            ("occupancy(max)", Series::Occupancy) => &mut metrics.max,
-            ("occupancy(min)", Series::Occupancy) => &mut metrics.min,
-            ("occupancy(avg)", Series::Occupancy) => &mut metrics.avg,
-            _ => return Err(format!("unknown metric: {name}")),
+        let Some(position) = known.iter().position(|known| *known == name) else {
+            return Err(format!("unknown metric: {name}"));
         };
-        *flag = true;
+        metrics.0 |= 1 << position;
     }
     if metrics == Metrics::default() {
         return Err("metrics is required".to_owned());
@@ -152,11 +164,8 @@ fn parse_data_request(
     if param("dateGroupings") != Some("hour") {
         return Err(Rejection::bad("unsupported dateGroupings (only hour)"));
     }
-    let entity_type = match series {
-        Series::Traffic => "zone",
-        Series::Occupancy => "space",
-    };
-    if param("entityType") != Some(entity_type) {
+    let entity_type = series.table().series().map(|series| series.entity_type);
+    if param("entityType") != entity_type {
         return Err(Rejection::bad("unsupported entityType"));
     }
     let metrics = parse_metrics(param("metrics").unwrap_or_default(), series)
