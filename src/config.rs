@@ -80,11 +80,7 @@ pub const FORM_KEYS: [&str; 7] = [
 
 /// The configuration key listing a time-series table's metrics.
 pub fn metrics_key(table: Table) -> Option<&'static str> {
-    match table {
-        Table::Traffic => Some("traffic_metrics"),
-        Table::Occupancy => Some("occupancy_metrics"),
-        Table::Location | Table::Site | Table::Zone | Table::Space | Table::Sensor => None,
-    }
+    table.series().map(|series| series.metrics_key)
 }
 
 /// The reference tables a sync refreshes by default: all of them.

@@ -77,11 +77,13 @@ impl Table {
             Table::Traffic => Some(Series {
                 endpoint: "/api/data/traffic",
                 entity_type: "zone",
+                metrics_key: "traffic_metrics",
                 describe: "traffic metrics per zone and hour",
             }),
             Table::Occupancy => Some(Series {
                 endpoint: "/api/data/occupancy",
                 entity_type: "space",
+                metrics_key: "occupancy_metrics",
                 describe: "occupancy metrics per space and hour",
             }),
             Table::Location | Table::Site | Table::Zone | Table::Space | Table::Sensor => None,
@@ -166,6 +168,8 @@ pub struct Series {
     pub endpoint: &'static str,
     /// The `entityType` whose rows the table holds.
     pub entity_type: &'static str,
+    /// The configuration key listing the metrics to request.
+    pub metrics_key: &'static str,
     /// What its metrics measure, for the setup form.
     pub describe: &'static str,
 }
