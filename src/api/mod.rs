@@ -11,11 +11,10 @@ use std::{
     fmt,
     hash::{DefaultHasher, Hash, Hasher},
     sync::{Arc, Mutex},
-    time::{Duration, Instant},
+    time::{Duration, Instant, SystemTime},
 };
 
 use bytes::Bytes;
-use chrono::Utc;
 use reqwest::{RequestBuilder, Response, header};
 use serde_json::Value as Json;
 use tracing::{info, warn};
@@ -525,7 +524,7 @@ impl ApiClient {
                                 .headers()
                                 .get(header::RETRY_AFTER)
                                 .and_then(|value| value.to_str().ok())
-                                .and_then(|value| parse_retry_after(value, Utc::now()));
+                                .and_then(|value| parse_retry_after(value, SystemTime::now()));
                             (format!("HTTP {status}"), retry_after)
                         }
                     }

@@ -5,10 +5,8 @@
 use std::{
     collections::hash_map::RandomState,
     hash::{BuildHasher, Hasher},
-    time::Duration,
+    time::{Duration, SystemTime},
 };
-
-use chrono::{DateTime, Utc};
 
 use crate::config::HttpSettings;
 
@@ -51,16 +49,16 @@ pub fn backoff_delay(settings: &HttpSettings, attempt: u32, random: f64) -> Dura
     ceiling.mul_f64(random.clamp(0.0, 1.0))
 }
 
-/// Parses a `Retry-After` header: delay-seconds or an HTTP-date.
-pub fn parse_retry_after(value: &str, now: DateTime<Utc>) -> Option<Duration> {
+/// Parses a `Retry-After` header: delay-seconds or an HTTP-date in any of
+/// the three formats RFC 9110 requires recipients to accept (IMF-fixdate,
+/// RFC 850, asctime). A date in the past means "now".
+pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
     if let Ok(seconds) = value.parse::<u64>() {
         return Some(Duration::from_secs(seconds));
     }
-    let date = DateTime::parse_from_rfc2822(value)
-        .ok()?
-        .with_timezone(&Utc);
-    Some((date - now).to_std().unwrap_or(Duration::ZERO))
+    let date = httpdate::parse_http_date(value).ok()?;
+    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
 }
 
 /// A random number in `[0, 1)` for jitter. Jitter needs no reproducibility,
@@ -118,22 +116,55 @@ mod tests {
         );
     }
 
+    /// 1994-11-06T08:49:07Z, thirty seconds before the date RFC 9110 uses
+    /// in its examples.
+    fn half_a_minute_before_the_example() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(784_111_777 - 30)
+    }
+
+    /// Every form RFC 9110 requires a recipient to accept is understood.
     #[test]
-    fn retry_after_accepts_seconds_and_http_dates() {
-        let now: DateTime<Utc> = "2015-10-21T07:28:00Z".parse().unwrap();
-        assert_eq!(
-            parse_retry_after("120", now),
-            Some(Duration::from_secs(120))
-        );
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:28:30 GMT", now),
-            Some(Duration::from_secs(30))
-        );
-        assert_eq!(
-            parse_retry_after("Wed, 21 Oct 2015 07:27:00 GMT", now),
-            Some(Duration::ZERO)
-        );
-        assert_eq!(parse_retry_after("soon", now), None);
+    fn retry_after_accepts_seconds_and_all_three_http_date_formats() {
+        let now = half_a_minute_before_the_example();
+        let cases = [
+            ("120", Some(Duration::from_secs(120))),
+            ("0", Some(Duration::ZERO)),
+            (" 7 ", Some(Duration::from_secs(7))),
+            // IMF-fixdate, the preferred format.
+            (
+                "Sun, 06 Nov 1994 08:49:37 GMT",
+                Some(Duration::from_secs(30)),
+            ),
+            // Obsolete RFC 850 format, two-digit year.
+            (
+                "Sunday, 06-Nov-94 08:49:37 GMT",
+                Some(Duration::from_secs(30)),
+            ),
+            // ANSI C's asctime() format, day padded with a space.
+            ("Sun Nov  6 08:49:37 1994", Some(Duration::from_secs(30))),
+            // A date already past means: try now.
+            ("Sun, 06 Nov 1994 08:49:00 GMT", Some(Duration::ZERO)),
+        ];
+        for (value, expected) in cases {
+            assert_eq!(parse_retry_after(value, now), expected, "{value:?}");
+        }
+    }
+
+    /// Anything else is ignored, and the backoff applies instead.
+    #[test]
+    fn retry_after_ignores_garbage() {
+        let now = half_a_minute_before_the_example();
+        for garbage in [
+            "",
+            "soon",
+            "-5",
+            "1.5",
+            "Sun, 06 Nov 1994 08:49:37",
+            "Sun, 32 Nov 1994 08:49:37 GMT",
+            "2015-10-21T07:28:00Z",
+        ] {
+            assert_eq!(parse_retry_after(garbage, now), None, "{garbage:?}");
+        }
     }
 
     #[test]
