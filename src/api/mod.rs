@@ -26,7 +26,7 @@ use crate::{
     schema::Table,
     secret::Secret,
 };
-use retry::{StatusClass, backoff_delay, classify_status, jitter_random, parse_retry_after};
+use retry::{Answer, Auth, Decision, Failure, backoff_delay, jitter_random, parse_retry_after};
 use rows::{RowConsumer, RowSplitter};
 
 /// What went wrong talking to SenSource, grouped by what the caller does.
@@ -205,13 +205,6 @@ impl fmt::Debug for ApiClient {
     }
 }
 
-/// Whether a request carries the bearer token or is the token request itself.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Auth {
-    Bearer,
-    TokenEndpoint,
-}
-
 impl ApiClient {
     /// Builds a client with the configuration's URLs, timeouts and retry policy.
     ///
@@ -331,7 +324,11 @@ impl ApiClient {
             "{}{endpoint}",
             self.api_base_url.path().trim_end_matches('/')
         ));
-        self.execute(endpoint, range, Auth::Bearer, || {
+        let auth = match self.access {
+            Access::Minted { .. } => Auth::MintedToken,
+            Access::Static(_) => Auth::StaticToken,
+        };
+        self.execute(endpoint, range, auth, || {
             self.http.get(url.clone()).query(query)
         })
         .await
@@ -393,7 +390,7 @@ impl ApiClient {
             .finish();
         let started = Instant::now();
         let response = self
-            .execute("token endpoint", None, Auth::TokenEndpoint, || {
+            .execute("token endpoint", None, Auth::TokenRequest, || {
                 self.http
                     .post(auth_url.clone())
                     .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
@@ -438,6 +435,7 @@ impl ApiClient {
     /// Sends a request with the retry policy: transient failures (network
     /// errors, timeouts, 408, 429, 5xx) are retried with backoff within the
     /// attempt budget and deadline; a 401 refreshes the token exactly once.
+    /// What to do with each answer is [`retry::decide`]'s.
     async fn execute(
         &self,
         endpoint: &str,
@@ -447,89 +445,78 @@ impl ApiClient {
     ) -> Result<Response, ApiError> {
         let started = Instant::now();
         let mut attempts = 0;
-        let mut refreshed_token = false;
+        let mut refreshed = false;
         loop {
-            attempts += 1;
             let mut request = make_request();
             let mut generation = 0;
-            if auth == Auth::Bearer {
+            if auth != Auth::TokenRequest {
                 let token = self.access_token().await?;
                 generation = token.generation;
                 request = request.bearer_auth(token.access_token.expose());
             }
-            let (problem, retry_after) = match request.send().await {
-                Err(error) => (describe_transport_error(&error), None),
+            let (answer, problem, response) = match request.send().await {
+                Err(error) => (
+                    Answer::TransportFailure,
+                    describe_transport_error(&error),
+                    None,
+                ),
                 Ok(response) => {
                     let status = response.status().as_u16();
-                    match (classify_status(status), auth) {
-                        (StatusClass::Success, _) => {
-                            let limit = self.settings.max_response_bytes;
-                            if response
-                                .content_length()
-                                .is_some_and(|length| length > limit)
-                            {
-                                return Err(too_large(endpoint, &window_text(range), limit));
-                            }
-                            return Ok(response);
-                        }
-                        (
-                            StatusClass::Unauthorized | StatusClass::Forbidden,
-                            Auth::TokenEndpoint,
-                        ) => {
-                            return Err(ApiError::InvalidCredentials { status });
-                        }
-                        (StatusClass::Rejected, Auth::TokenEndpoint) if status == 400 => {
-                            return Err(ApiError::InvalidCredentials { status });
-                        }
-                        (StatusClass::Unauthorized, Auth::Bearer)
-                            if matches!(self.access, Access::Static(_)) =>
-                        {
-                            // A static token cannot be refreshed: the user must act.
-                            return Err(ApiError::TokenRefused {
-                                endpoint: endpoint.to_owned(),
-                            });
-                        }
-                        (StatusClass::Unauthorized, Auth::Bearer) if !refreshed_token => {
-                            // A valid token is occasionally refused: mint once more, right away.
-                            refreshed_token = true;
-                            self.invalidate(generation).await;
-                            warn!(
-                                endpoint,
-                                "SenSource refused the access token; refreshing it once."
-                            );
-                            attempts -= 1;
-                            continue;
-                        }
-                        (StatusClass::Unauthorized, Auth::Bearer) => {
-                            return Err(ApiError::Unauthorized {
-                                endpoint: endpoint.to_owned(),
-                            });
-                        }
-                        (StatusClass::Forbidden, Auth::Bearer) => {
-                            return Err(ApiError::Forbidden {
-                                endpoint: endpoint.to_owned(),
-                            });
-                        }
-                        (StatusClass::Rejected, _) => {
-                            let detail = error_detail(response).await;
-                            return Err(ApiError::Rejected {
-                                endpoint: endpoint.to_owned(),
-                                window: window_text(range),
-                                status,
-                                detail,
-                            });
-                        }
-                        (StatusClass::Transient, _) => {
-                            let retry_after = response
-                                .headers()
-                                .get(header::RETRY_AFTER)
-                                .and_then(|value| value.to_str().ok())
-                                .and_then(|value| parse_retry_after(value, SystemTime::now()));
-                            (format!("HTTP {status}"), retry_after)
-                        }
-                    }
+                    let retry_after = response
+                        .headers()
+                        .get(header::RETRY_AFTER)
+                        .and_then(|value| value.to_str().ok())
+                        .and_then(|value| parse_retry_after(value, SystemTime::now()));
+                    let answer = Answer::Status {
+                        status,
+                        retry_after,
+                    };
+                    (answer, format!("HTTP {status}"), Some(response))
                 }
             };
+            let retry_after = match (retry::decide(answer, auth, refreshed), response) {
+                (Decision::Return, Some(response)) => {
+                    let limit = self.settings.max_response_bytes;
+                    if response
+                        .content_length()
+                        .is_some_and(|length| length > limit)
+                    {
+                        return Err(too_large(endpoint, &window_text(range), limit));
+                    }
+                    return Ok(response);
+                }
+                (Decision::Fail(failure), Some(response)) => {
+                    let status = response.status().as_u16();
+                    let endpoint = endpoint.to_owned();
+                    return Err(match failure {
+                        Failure::InvalidCredentials => ApiError::InvalidCredentials { status },
+                        Failure::TokenRefused => ApiError::TokenRefused { endpoint },
+                        Failure::Unauthorized => ApiError::Unauthorized { endpoint },
+                        Failure::Forbidden => ApiError::Forbidden { endpoint },
+                        Failure::Rejected => ApiError::Rejected {
+                            endpoint,
+                            window: window_text(range),
+                            status,
+                            detail: error_detail(response).await,
+                        },
+                    });
+                }
+                (Decision::RefreshToken, _) => {
+                    // A valid token is occasionally refused: mint once more, right away.
+                    refreshed = true;
+                    self.invalidate(generation).await;
+                    warn!(
+                        endpoint,
+                        "SenSource refused the access token; refreshing it once."
+                    );
+                    continue;
+                }
+                (Decision::Retry { after }, _) => after,
+                // `decide` retries every transport failure, so this is not
+                // reached; without an answer there is nothing to return.
+                (Decision::Return | Decision::Fail(_), None) => None,
+            };
+            attempts += 1;
 
             let Some(delay) = self.retry_delay(attempts, started, retry_after) else {
                 return Err(ApiError::Unavailable {

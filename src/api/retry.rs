@@ -1,6 +1,7 @@
-//! Retry policy, as pure functions: which answers are worth another try, and
-//! how long to wait before it (capped exponential backoff with full jitter,
-//! or the server's `Retry-After`).
+//! Retry policy, as pure functions: what to do with each answer
+//! ([`decide`], the one table of it), and how long to wait before another
+//! try (capped exponential backoff with full jitter, or the server's
+//! `Retry-After`).
 
 use std::{
     collections::hash_map::RandomState,
@@ -33,6 +34,97 @@ pub fn classify_status(status: u16) -> StatusClass {
         403 => StatusClass::Forbidden,
         408 | 429 | 500..=599 => StatusClass::Transient,
         _ => StatusClass::Rejected,
+    }
+}
+
+/// How a request is authorized, as far as the decision cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Auth {
+    /// The token request itself: its refusals are about the client credentials.
+    TokenRequest,
+    /// A bearer token minted from the API client: it can be minted again.
+    MintedToken,
+    /// The configured long-lived API token: nothing to refresh.
+    StaticToken,
+}
+
+/// What one try came back with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// An HTTP answer, with its `Retry-After` if it had a usable one.
+    Status {
+        /// The HTTP status code.
+        status: u16,
+        /// The parsed `Retry-After` header.
+        retry_after: Option<Duration>,
+    },
+    /// No answer: the connection failed or timed out.
+    TransportFailure,
+}
+
+/// Why a request failed for good, for the caller to turn into an error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// The token endpoint refused the client credentials.
+    InvalidCredentials,
+    /// The configured API token was refused.
+    TokenRefused,
+    /// A freshly minted token was refused too.
+    Unauthorized,
+    /// The API client may not use the endpoint.
+    Forbidden,
+    /// The request itself is wrong (400, 404, ...).
+    Rejected,
+}
+
+/// What to do after one try.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Decision {
+    /// Success: hand the response back.
+    Return,
+    /// Forget the token, mint another and send again right away. Not counted
+    /// as an attempt: the request itself did not fail.
+    RefreshToken,
+    /// A transient failure: try again after `after` (the server's
+    /// `Retry-After`) or, without one, after the backoff, if the attempt
+    /// budget and deadline allow.
+    Retry {
+        /// The server's `Retry-After`.
+        after: Option<Duration>,
+    },
+    /// Give up.
+    Fail(Failure),
+}
+
+/// The one retry decision for every request. `refreshed` says whether this
+/// request already had its token refreshed: a valid token is occasionally
+/// refused, so a 401 earns exactly one fresh token, never a loop of mints.
+pub fn decide(answer: Answer, auth: Auth, refreshed: bool) -> Decision {
+    let (status, retry_after) = match answer {
+        Answer::TransportFailure => return Decision::Retry { after: None },
+        Answer::Status {
+            status,
+            retry_after,
+        } => (status, retry_after),
+    };
+    match (classify_status(status), auth) {
+        (StatusClass::Success, _) => Decision::Return,
+        (StatusClass::Transient, _) => Decision::Retry { after: retry_after },
+        // SenSource's answer to bad credentials is undocumented; OAuth servers
+        // commonly say 400 (`invalid_client`), 401 or 403.
+        (StatusClass::Unauthorized | StatusClass::Forbidden, Auth::TokenRequest) => {
+            Decision::Fail(Failure::InvalidCredentials)
+        }
+        (StatusClass::Rejected, Auth::TokenRequest) if status == 400 => {
+            Decision::Fail(Failure::InvalidCredentials)
+        }
+        (StatusClass::Rejected, _) => Decision::Fail(Failure::Rejected),
+        (StatusClass::Forbidden, _) => Decision::Fail(Failure::Forbidden),
+        (StatusClass::Unauthorized, Auth::StaticToken) => Decision::Fail(Failure::TokenRefused),
+        (StatusClass::Unauthorized, Auth::MintedToken) if refreshed => {
+            Decision::Fail(Failure::Unauthorized)
+        }
+        (StatusClass::Unauthorized, Auth::MintedToken) => Decision::RefreshToken,
     }
 }
 
@@ -165,6 +257,96 @@ mod tests {
         ] {
             assert_eq!(parse_retry_after(garbage, now), None, "{garbage:?}");
         }
+    }
+
+    /// The whole decision table: every class of answer, for every kind of
+    /// authorization, before and after the one token refresh.
+    #[test]
+    fn decide_covers_every_answer_for_every_authorization() {
+        use Decision::{Fail, RefreshToken, Retry, Return};
+        let wait = Some(Duration::from_secs(3));
+        let status = |status| Answer::Status {
+            status,
+            retry_after: wait,
+        };
+        let transport = Answer::TransportFailure;
+        // (answer, token request, minted, minted after its refresh, static)
+        let table = [
+            (status(200), [Return, Return, Return, Return]),
+            (status(204), [Return, Return, Return, Return]),
+            (
+                status(400),
+                [
+                    Fail(Failure::InvalidCredentials),
+                    Fail(Failure::Rejected),
+                    Fail(Failure::Rejected),
+                    Fail(Failure::Rejected),
+                ],
+            ),
+            (
+                status(401),
+                [
+                    Fail(Failure::InvalidCredentials),
+                    RefreshToken,
+                    Fail(Failure::Unauthorized),
+                    Fail(Failure::TokenRefused),
+                ],
+            ),
+            (
+                status(403),
+                [
+                    Fail(Failure::InvalidCredentials),
+                    Fail(Failure::Forbidden),
+                    Fail(Failure::Forbidden),
+                    Fail(Failure::Forbidden),
+                ],
+            ),
+            (status(404), [Fail(Failure::Rejected); 4]),
+            (status(422), [Fail(Failure::Rejected); 4]),
+            (status(408), [Retry { after: wait }; 4]),
+            (status(429), [Retry { after: wait }; 4]),
+            (status(500), [Retry { after: wait }; 4]),
+            (status(503), [Retry { after: wait }; 4]),
+            (transport, [Retry { after: None }; 4]),
+        ];
+        for (answer, expected) in table {
+            let actual = [
+                decide(answer, Auth::TokenRequest, false),
+                decide(answer, Auth::MintedToken, false),
+                decide(answer, Auth::MintedToken, true),
+                decide(answer, Auth::StaticToken, false),
+            ];
+            assert_eq!(actual, expected, "{answer:?}");
+        }
+    }
+
+    /// Only a minted token is ever refreshed, and never twice for one request.
+    #[test]
+    fn a_refused_token_is_refreshed_at_most_once() {
+        let refused = Answer::Status {
+            status: 401,
+            retry_after: None,
+        };
+        for auth in [Auth::TokenRequest, Auth::MintedToken, Auth::StaticToken] {
+            assert_ne!(decide(refused, auth, true), Decision::RefreshToken);
+        }
+        assert_eq!(
+            decide(refused, Auth::StaticToken, false),
+            Decision::Fail(Failure::TokenRefused)
+        );
+    }
+
+    /// A transient answer without `Retry-After` leaves the delay to the backoff.
+    #[test]
+    fn retries_without_retry_after_use_the_backoff() {
+        let answer = Answer::Status {
+            status: 503,
+            retry_after: None,
+        };
+        assert_eq!(
+            decide(answer, Auth::MintedToken, false),
+            Decision::Retry { after: None }
+        );
     }
 
     #[test]
