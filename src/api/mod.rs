@@ -29,6 +29,16 @@ use crate::{
 use retry::{Answer, Auth, Decision, Failure, backoff_delay, jitter_random, parse_retry_after};
 use rows::{RowConsumer, RowSplitter};
 
+/// A token reply is tiny; anything larger is not one.
+const TOKEN_REPLY_CAP_BYTES: usize = 64 * 1024;
+
+/// The most of an error body read for its explanation: enough for any
+/// message, and an endless body is cut off instead of read until the timeout.
+const ERROR_BODY_CAP_BYTES: usize = 64 * 1024;
+
+/// The most of an explanation quoted in an error message.
+const DETAIL_MAX_CHARS: usize = 200;
+
 /// What went wrong talking to SenSource, grouped by what the caller does.
 /// Messages name the endpoint and date window, never a token, secret or payload.
 #[derive(Debug, thiserror::Error)]
@@ -403,7 +413,7 @@ impl ApiClient {
             reason: reason.into(),
         };
         // A token reply is tiny; anything large is not one.
-        let bytes = read_capped(response, 64 * 1024)
+        let bytes = read_capped(response, TOKEN_REPLY_CAP_BYTES)
             .await
             .map_err(|_| invalid("the reply is not a readable token response"))?;
         let reply: Json = serde_json::from_slice(&bytes).map_err(|_| invalid("not valid JSON"))?;
@@ -646,12 +656,36 @@ fn too_large(endpoint: &str, window: &str, limit: u64) -> ApiError {
     }
 }
 
-/// Reads a whole small body, refusing more than `limit` bytes.
-async fn read_capped(mut response: Response, limit: usize) -> Result<Vec<u8>, ()> {
+/// Why a small body could not be read whole.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    /// The body is (or says it is) longer than the cap.
+    #[error("the body is larger than {limit} bytes")]
+    TooLarge {
+        /// The cap, in bytes.
+        limit: usize,
+    },
+    /// The connection broke or the body could not be decoded.
+    #[error("the body could not be read")]
+    Broken(#[source] reqwest::Error),
+}
+
+/// Reads a whole small body, refusing more than `limit` bytes. A body that
+/// declares a larger length is refused before any of it is read; one that
+/// does not is read only up to the cap, so an endless body costs no more.
+async fn read_capped(mut response: Response, limit: usize) -> Result<Vec<u8>, ReadError> {
+    let too_large = || ReadError::TooLarge { limit };
+    // `usize` is at most 64 bits wide, so the cast is exact.
+    if response
+        .content_length()
+        .is_some_and(|declared| declared > limit as u64)
+    {
+        return Err(too_large());
+    }
     let mut body = Vec::new();
-    while let Some(chunk) = response.chunk().await.map_err(drop)? {
+    while let Some(chunk) = response.chunk().await.map_err(ReadError::Broken)? {
         if body.len() + chunk.len() > limit {
-            return Err(());
+            return Err(too_large());
         }
         body.extend_from_slice(&chunk);
     }
@@ -678,12 +712,25 @@ fn describe_transport_error(error: &reqwest::Error) -> String {
     }
 }
 
-/// Pulls a short human explanation out of an error body, if it has one.
+/// Pulls a short human explanation out of an error body, reading at most
+/// [`ERROR_BODY_CAP_BYTES`] of it.
 async fn error_detail(response: Response) -> String {
-    let Ok(body) = response.bytes().await else {
-        return "no explanation".into();
-    };
-    let from_json = serde_json::from_slice::<Json>(&body).ok().and_then(|json| {
+    match read_capped(response, ERROR_BODY_CAP_BYTES).await {
+        Ok(body) => explain(&body),
+        Err(ReadError::TooLarge { .. }) => "no explanation (the error body is too large)".into(),
+        Err(ReadError::Broken(_)) => NO_EXPLANATION.into(),
+    }
+}
+
+/// What a rejection says when its body explains nothing.
+const NO_EXPLANATION: &str = "no explanation";
+
+/// The explanation in a JSON error body (`message`, `messages`,
+/// `error_description` or `error`), without control characters and at most
+/// [`DETAIL_MAX_CHARS`] long. Anything else in the body is never quoted: it
+/// could be payload.
+fn explain(body: &[u8]) -> String {
+    let from_json = serde_json::from_slice::<Json>(body).ok().and_then(|json| {
         ["message", "messages", "error_description", "error"]
             .iter()
             .find_map(|key| match json.get(key)? {
@@ -702,10 +749,10 @@ async fn error_detail(response: Response) -> String {
         .unwrap_or_default()
         .chars()
         .filter(|c| !c.is_control())
-        .take(200)
+        .take(DETAIL_MAX_CHARS)
         .collect();
     if text.trim().is_empty() {
-        "no explanation".into()
+        NO_EXPLANATION.into()
     } else {
         text
     }
