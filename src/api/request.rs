@@ -224,3 +224,6 @@ fn explain(body: &[u8]) -> String {
         text
     }
 }
+
+#[cfg(test)]
+mod tests;
