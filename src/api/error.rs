@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use crate::chunk::DateRange;
+use crate::{chunk::DateRange, schema::Table};
 
 /// What a request was for: the endpoint and, for a time series, the window.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,6 +116,13 @@ pub enum ApiError {
     BodyInterrupted {
         /// The endpoint and window.
         target: Target,
+    },
+    /// A time series was asked of a reference table, which has no data
+    /// endpoint: a bug in the caller, never sent as a request.
+    #[error("internal error: {table} is not a time-series table, so it has no data endpoint")]
+    NotTimeSeries {
+        /// The table asked for.
+        table: Table,
     },
     /// The HTTP client could not be built (TLS initialisation).
     #[error("could not initialise the HTTP client: {0}")]

@@ -93,26 +93,26 @@ impl ApiClient {
     /// `[range.start, range.end)`, requested with explicit UTC bounds.
     ///
     /// # Errors
-    /// Any [`ApiError`] before the body starts.
+    /// Any [`ApiError`] before the body starts; [`ApiError::NotTimeSeries`]
+    /// (a bug in the caller) for a reference table.
     pub async fn open_series(
         &self,
         table: Table,
         range: DateRange,
         metrics: &[String],
     ) -> Result<RowStream, ApiError> {
-        let (endpoint, entity_type) = match table {
-            Table::Occupancy => ("/api/data/occupancy", "space"),
-            _ => ("/api/data/traffic", "zone"),
+        let Some(series) = table.series() else {
+            return Err(ApiError::NotTimeSeries { table });
         };
         let query = [
             ("relativeDate", "custom".to_owned()),
             ("startDate", range.start_utc()),
             ("endDate", range.end_utc()),
             ("dateGroupings", "hour".to_owned()),
-            ("entityType", entity_type.to_owned()),
+            ("entityType", series.entity_type.to_owned()),
             ("metrics", metrics.join(",")),
         ];
-        let target = Target::new(endpoint, Some(range));
+        let target = Target::new(series.endpoint, Some(range));
         let response = self.get(&target, &query).await?;
         Ok(self.row_stream(response, target))
     }

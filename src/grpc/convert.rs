@@ -185,7 +185,7 @@ pub fn sync_error_status(error: &SyncError) -> Status {
             ApiError::Rejected { .. } => Code::FailedPrecondition,
             ApiError::Unavailable { .. } | ApiError::BodyInterrupted { .. } => Code::Unavailable,
             ApiError::InvalidResponse { .. } => Code::DataLoss,
-            ApiError::Client(_) => Code::Internal,
+            ApiError::NotTimeSeries { .. } | ApiError::Client(_) => Code::Internal,
         },
         SyncError::Internal(_) => Code::Internal,
     };

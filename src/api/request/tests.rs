@@ -284,6 +284,26 @@ async fn declared_oversized_bodies_are_refused() {
     );
 }
 
+/// A reference table has no time series: asking for one is refused before
+/// any request, where it used to fetch traffic instead.
+#[tokio::test]
+async fn reference_tables_have_no_series_to_open() {
+    let (base, log) = serve(|_, _| "[]".into_response()).await;
+    let error = client(&config(&base, &[]))
+        .open_series(Table::Zone, january(), &[])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, ApiError::NotTimeSeries { table: Table::Zone }),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.to_string(),
+        "internal error: zone is not a time-series table, so it has no data endpoint"
+    );
+    assert!(paths(&log).is_empty());
+}
+
 /// The explanation is taken from the usual JSON fields, first match wins.
 #[test]
 fn explanations_come_from_the_usual_fields() {
