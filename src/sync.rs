@@ -417,8 +417,8 @@ async fn run_job<S: BatchSink>(
         loop {
             let more = match stream.next_rows(&mut batcher).await {
                 Ok(more) => more,
-                Err(error @ ApiError::BodyInterrupted { .. }) => {
-                    let Some(delay) = api.retry_delay(attempt, started, None) else {
+                Err(error) => {
+                    let Some(delay) = api.rerequest_delay(&error, attempt, started) else {
                         return Err(error.into());
                     };
                     warn!(job = %job, attempt, delay_ms = delay.as_millis() as u64, "Response broke off; requesting it again.");
@@ -426,7 +426,6 @@ async fn run_job<S: BatchSink>(
                     tokio::time::sleep(delay).await;
                     continue 'request;
                 }
-                Err(error) => return Err(error.into()),
             };
             if !more {
                 batcher.finish();

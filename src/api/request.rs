@@ -45,6 +45,28 @@ impl ApiClient {
         (attempts < self.settings.max_attempts && !out_of_time).then_some(delay)
     }
 
+    /// How long to wait before requesting a window again after reading its
+    /// body failed with `error` on the `attempts`-th try begun at `started`,
+    /// or `None` when it must not be requested again (the error is not a
+    /// broken connection, or the budget is spent). A body that broke off is a
+    /// transport failure to [`retry::decide`], like a request that never got
+    /// an answer, so the one decision and the one policy apply.
+    pub fn rerequest_delay(
+        &self,
+        error: &ApiError,
+        attempts: u32,
+        started: Instant,
+    ) -> Option<Duration> {
+        if !matches!(error, ApiError::BodyInterrupted { .. }) {
+            return None;
+        }
+        // The auth kind and refresh state do not matter for a transport failure.
+        match retry::decide(Answer::TransportFailure, Auth::MintedToken, false) {
+            Decision::Retry { after } => self.retry_delay(attempts, started, after),
+            Decision::Return | Decision::RefreshToken | Decision::Fail(_) => None,
+        }
+    }
+
     /// Sends a request with the retry policy: transient failures (network
     /// errors, timeouts, 408, 429, 5xx) are retried with backoff within the
     /// attempt budget and deadline; a 401 refreshes the token exactly once.

@@ -23,10 +23,10 @@ use super::{
     wire::BatchEncoder,
 };
 use crate::{
-    api::{ApiClient, TokenCache},
+    api::{ApiClient, ApiError, TokenCache},
     chunk::DateRange,
     clock::{Clock, SystemClock},
-    config::Config,
+    config::{Config, ConfigError},
     schema::Table,
     state::State,
     sync::{self, SyncOutcome, SyncRequest},
@@ -115,26 +115,37 @@ impl ConnectorService {
         self.clock.now().date_naive()
     }
 
-    async fn run_connection_test(&self, config: &Config) -> Result<(), String> {
-        let api = ApiClient::new(config, &self.tokens).map_err(|error| error.to_string())?;
+    async fn run_connection_test(&self, config: &Config) -> Result<(), TestFailure> {
+        let api = ApiClient::new(config, &self.tokens)?;
         let rows = match config.reference_tables.first() {
-            Some(&table) => api.open_reference(table).await,
+            Some(&table) => api.open_reference(table).await?,
             None => {
                 let today = self.today();
-                let tomorrow = today.checked_add_days(Days::new(1)).unwrap_or(today);
-                let Some(range) = DateRange::new(today, tomorrow) else {
-                    return Err("the clock is at the end of time".into());
-                };
+                let range = today
+                    .checked_add_days(Days::new(1))
+                    .and_then(|tomorrow| DateRange::new(today, tomorrow))
+                    .ok_or(TestFailure::EndOfTime)?;
                 api.open_series(Table::Traffic, range, &config.traffic_metrics)
-                    .await
+                    .await?
             }
         };
-        let rows = rows.map_err(|error| error.to_string())?;
-        rows.count_to_end()
-            .await
-            .map(drop)
-            .map_err(|error| error.to_string())
+        rows.count_to_end().await?;
+        Ok(())
     }
+}
+
+/// Why the connection test failed; its message is what the setup form shows.
+#[derive(Debug, thiserror::Error)]
+enum TestFailure {
+    /// The configuration is not valid.
+    #[error(transparent)]
+    Configuration(#[from] ConfigError),
+    /// SenSource could not be reached or refused.
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    /// The clock has no tomorrow to request.
+    #[error("the clock is at the end of time")]
+    EndOfTime,
 }
 
 #[tonic::async_trait]
@@ -154,7 +165,7 @@ impl SourceConnector for ConnectorService {
     ) -> Result<Response<pb::TestResponse>, Status> {
         let request = request.into_inner();
         let outcome = match Config::from_map(&request.configuration, self.today()) {
-            Err(error) => Err(error.to_string()),
+            Err(error) => Err(TestFailure::from(error)),
             Ok(config) => self.run_connection_test(&config).await,
         };
         let response = match outcome {
@@ -162,9 +173,9 @@ impl SourceConnector for ConnectorService {
                 info!(test = %request.name, "Connection test succeeded.");
                 pb::test_response::Response::Success(true)
             }
-            Err(message) => {
-                warn!(test = %request.name, error = %message, "Connection test failed.");
-                pb::test_response::Response::Failure(message)
+            Err(failure) => {
+                warn!(test = %request.name, error = %failure, "Connection test failed.");
+                pb::test_response::Response::Failure(failure.to_string())
             }
         };
         Ok(Response::new(pb::TestResponse {
