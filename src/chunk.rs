@@ -51,6 +51,16 @@ impl DateRange {
     pub fn end_utc(self) -> String {
         format!("{}T00:00:00Z", self.end.format("%Y-%m-%d"))
     }
+
+    /// An instant `secs` seconds after the window's end, as an explicit UTC
+    /// instant (a request that reads on past the window).
+    pub fn end_utc_after(self, secs: i64) -> String {
+        let end = self.end.and_time(chrono::NaiveTime::MIN).and_utc();
+        let after = end
+            .checked_add_signed(chrono::TimeDelta::seconds(secs))
+            .unwrap_or(end);
+        after.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+    }
 }
 
 impl fmt::Display for DateRange {

@@ -7,7 +7,10 @@ use std::{collections::HashMap, fmt, time::Duration};
 use chrono::NaiveDate;
 use url::Url;
 
-use crate::{schema::Table, secret::Secret};
+use crate::{
+    schema::{SeriesSpec, Table},
+    secret::Secret,
+};
 
 /// Default first day of history.
 pub const DEFAULT_START_DATE: &str = "2022-01-01";
@@ -68,12 +71,13 @@ pub struct FieldSpec {
 }
 
 /// The keys of the setup form, in display order ([`form_fields`] describes them).
-pub const FORM_KEYS: [&str; 7] = [
+pub const FORM_KEYS: [&str; 8] = [
     "client_id",
     "client_secret",
     "api_token",
     "traffic_metrics",
     "occupancy_metrics",
+    "series",
     "static_endpoints",
     "start_date",
 ];
@@ -153,6 +157,15 @@ pub fn form_fields() -> Vec<FieldSpec> {
         },
         metrics(Table::Traffic, "Traffic metrics"),
         metrics(Table::Occupancy, "Occupancy metrics"),
+        FieldSpec {
+            key: "series",
+            label: "More series (optional)",
+            description: "Comma-separated extra series, each <data>/<entity>/<grouping>: traffic by zone, sensor, site or location, or occupancy by space or location, in minute(15), minute(30), hour, day or month buckets. Each becomes its own table, e.g. traffic/location/day → traffic_location_day. Day and month tables carry local_date, the site's calendar date, so daily totals match the Vea dashboard. Example: traffic/location/day, traffic/sensor/minute(15), occupancy/space/minute(30). Default: none.".into(),
+            required: false,
+            kind: FieldKind::Text,
+            default: None,
+            placeholder: "traffic/location/day, traffic/sensor/minute(15)".into(),
+        },
         text(
             "static_endpoints",
             "Reference tables",
@@ -217,6 +230,8 @@ pub struct Config {
     pub traffic_metrics: Vec<String>,
     /// Occupancy metrics, as the API names them.
     pub occupancy_metrics: Vec<String>,
+    /// Extra series tables (`series`), deduplicated, in the given order.
+    pub series: Vec<SeriesSpec>,
     /// Reference tables to refresh on every sync.
     pub reference_tables: Vec<Table>,
     /// First day of hourly history (UTC).
@@ -349,6 +364,7 @@ impl Config {
         };
         let traffic_metrics = metrics(Table::Traffic);
         let occupancy_metrics = metrics(Table::Occupancy);
+        let series = parse_series(value("series"), &mut problems);
         let default_references = default_reference_tables();
         let reference_tables = parse_list(
             "static_endpoints",
@@ -425,6 +441,7 @@ impl Config {
                 credentials,
                 traffic_metrics,
                 occupancy_metrics,
+                series,
                 reference_tables,
                 start_date,
                 api_base_url,
@@ -451,13 +468,27 @@ impl Config {
         unknown
     }
 
-    /// The metrics requested for a time-series table (empty for reference tables).
+    /// The metrics requested for a time-series table (empty for reference
+    /// tables). A series shares the metrics of its data's hourly table.
     pub fn metrics_for(&self, table: Table) -> &[String] {
-        match table {
+        let hourly = match table {
+            Table::Series(spec) => spec.measure.hourly_table(),
+            table => table,
+        };
+        match hourly {
             Table::Traffic => &self.traffic_metrics,
             Table::Occupancy => &self.occupancy_metrics,
             _ => &[],
         }
+    }
+
+    /// Every time-series table a sync fills: the hourly tables, then the
+    /// configured series.
+    pub fn time_series_tables(&self) -> Vec<Table> {
+        Table::TIME_SERIES
+            .into_iter()
+            .chain(self.series.iter().copied().map(Table::Series))
+            .collect()
     }
 }
 
@@ -554,6 +585,28 @@ fn parse_credentials(
         }
         _ => client,
     }
+}
+
+/// The `series` list: each entry a valid `<data>/<entity>/<grouping>`,
+/// duplicates dropped; every bad entry is named in one problem.
+fn parse_series(raw: Option<&str>, problems: &mut Vec<FieldProblem>) -> Vec<SeriesSpec> {
+    let mut series = Vec::new();
+    let mut refused = Vec::new();
+    for entry in raw
+        .unwrap_or_default()
+        .split(',')
+        .filter(|entry| !entry.trim().is_empty())
+    {
+        match SeriesSpec::parse(entry) {
+            Ok(spec) if !series.contains(&spec) => series.push(spec),
+            Ok(_) => {}
+            Err(error) => refused.push(error.to_string()),
+        }
+    }
+    if !refused.is_empty() {
+        problems.push(problem("series", format!("has {}", refused.join("; "))));
+    }
+    series
 }
 
 fn parse_start_date(

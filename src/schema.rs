@@ -3,7 +3,11 @@
 //! default metrics, reference tables), the setup form's descriptions, the API
 //! requests and the simulator.
 
+mod series;
+
 use std::fmt;
+
+pub use series::{Entity, Grouping, Measure, SeriesSpec, SeriesSpecError};
 
 /// A destination table. Names are already in Fivetran-normalized form.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -22,6 +26,8 @@ pub enum Table {
     Space,
     /// Reference: sensors.
     Sensor,
+    /// A configured series (`traffic_location_day`, ...).
+    Series(SeriesSpec),
 }
 
 impl Table {
@@ -46,7 +52,7 @@ impl Table {
     ];
 
     /// The destination table name (also the API endpoint name for reference tables).
-    pub const fn name(self) -> &'static str {
+    pub fn name(self) -> &'static str {
         match self {
             Table::Traffic => "traffic",
             Table::Occupancy => "occupancy",
@@ -55,24 +61,37 @@ impl Table {
             Table::Zone => "zone",
             Table::Space => "space",
             Table::Sensor => "sensor",
+            Table::Series(spec) => spec.table_name(),
         }
     }
 
-    /// Looks a table up by its destination name.
+    /// Looks a table up by its destination name, series tables included.
     pub fn from_name(name: &str) -> Option<Table> {
-        Table::ALL.into_iter().find(|table| table.name() == name)
+        Table::ALL
+            .into_iter()
+            .find(|table| table.name() == name)
+            .or_else(|| series::by_name(name).map(Table::Series))
     }
 
     /// The hourly time-series tables, in the order a sync fetches them.
     pub const TIME_SERIES: [Table; 2] = [Table::Traffic, Table::Occupancy];
 
-    /// Whether this is an hourly time-series table (as opposed to reference data).
-    pub const fn is_time_series(self) -> bool {
+    /// Whether this is a time-series table (as opposed to reference data).
+    pub fn is_time_series(self) -> bool {
         self.series().is_some()
     }
 
+    /// The bucket size of a time-series table: hours for the fixed tables.
+    pub fn grouping(self) -> Option<Grouping> {
+        match self {
+            Table::Traffic | Table::Occupancy => Some(Grouping::Hour),
+            Table::Series(spec) => Some(spec.grouping),
+            Table::Location | Table::Site | Table::Zone | Table::Space | Table::Sensor => None,
+        }
+    }
+
     /// Where a time-series table's rows come from; `None` for reference tables.
-    pub const fn series(self) -> Option<Series> {
+    pub fn series(self) -> Option<Series> {
         match self {
             Table::Traffic => Some(Series {
                 endpoint: "/api/data/traffic",
@@ -86,6 +105,7 @@ impl Table {
                 metrics_key: "occupancy_metrics",
                 describe: "occupancy metrics per space and hour",
             }),
+            Table::Series(spec) => Some(spec.series()),
             Table::Location | Table::Site | Table::Zone | Table::Space | Table::Sensor => None,
         }
     }
@@ -115,6 +135,7 @@ impl Table {
             Table::Zone => ZONE_COLUMNS,
             Table::Space => SPACE_COLUMNS,
             Table::Sensor => SENSOR_COLUMNS,
+            Table::Series(spec) => spec.columns(),
         }
     }
 
@@ -147,6 +168,8 @@ impl fmt::Display for Table {
 /// A destination column type (the subset of Fivetran's `DataType` we use).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ColumnType {
+    /// `NAIVE_DATE`: a calendar date without a zone.
+    NaiveDate,
     /// `BOOLEAN`.
     Boolean,
     /// `LONG` (64-bit integer).
@@ -188,8 +211,15 @@ pub struct Metric {
     pub always_sent: bool,
 }
 
+/// A column the connector computes rather than reads from a row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Derived {
+    /// The site-local calendar date on which the row's bucket starts.
+    LocalDate,
+}
+
 /// One declared column.
-#[derive(Debug)]
+#[derive(Clone, Copy, Debug)]
 pub struct ColumnSpec {
     /// The destination name, already normalized.
     pub name: &'static str,
@@ -202,6 +232,9 @@ pub struct ColumnSpec {
     pub primary_key: bool,
     /// The metric that produces this column, if it is a metric.
     pub metric: Option<Metric>,
+    /// How the connector computes the column, if no API field feeds it
+    /// (`source` is then empty).
+    pub derived: Option<Derived>,
 }
 
 const fn key(name: &'static str, source: &'static str, column_type: ColumnType) -> ColumnSpec {
@@ -211,6 +244,7 @@ const fn key(name: &'static str, source: &'static str, column_type: ColumnType) 
         column_type,
         primary_key: true,
         metric: None,
+        derived: None,
     }
 }
 
@@ -221,6 +255,7 @@ const fn column(name: &'static str, source: &'static str, column_type: ColumnTyp
         column_type,
         primary_key: false,
         metric: None,
+        derived: None,
     }
 }
 
@@ -260,6 +295,7 @@ const fn metric_column(
             default,
             always_sent,
         }),
+        derived: None,
     }
 }
 

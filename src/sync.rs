@@ -291,7 +291,7 @@ fn plan_jobs(request: &SyncRequest, state: &State) -> Vec<(Job, Arc<ColumnFilter
         lookback_days: config.lookback_days,
         chunk_days: config.chunk_days,
     };
-    for table in Table::TIME_SERIES {
+    for table in config.time_series_tables() {
         if let Some(filter) = request.selection.table(table) {
             let filter = Arc::new(filter);
             let coverage = state.coverage(table);

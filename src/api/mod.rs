@@ -89,7 +89,7 @@ impl ApiClient {
         Ok(self.row_stream(response, target))
     }
 
-    /// Opens the hourly rows of a time-series table for whole UTC days
+    /// Opens the rows of a time-series table for whole UTC days
     /// `[range.start, range.end)`, requested with explicit UTC bounds.
     ///
     /// # Errors
@@ -101,14 +101,23 @@ impl ApiClient {
         range: DateRange,
         metrics: &[String],
     ) -> Result<RowStream, ApiError> {
-        let Some(series) = table.series() else {
+        let (Some(series), Some(grouping)) = (table.series(), table.grouping()) else {
             return Err(ApiError::NotTimeSeries { table });
+        };
+        // A series table reads on past its window by its longest bucket, so
+        // every bucket that starts inside the window arrives whole, whether
+        // the API cuts buckets at `endDate` or not; the rows that start after
+        // the window are left to the next chunk (see `record::BucketWindow`).
+        // The hourly tables keep their exact day bounds.
+        let end = match table {
+            Table::Series(_) => range.end_utc_after(grouping.longest_bucket_secs()),
+            _ => range.end_utc(),
         };
         let query = [
             ("relativeDate", "custom".to_owned()),
             ("startDate", range.start_utc()),
-            ("endDate", range.end_utc()),
-            ("dateGroupings", "hour".to_owned()),
+            ("endDate", end),
+            ("dateGroupings", grouping.api_name().to_owned()),
             ("entityType", series.entity_type.to_owned()),
             ("metrics", metrics.join(",")),
         ];

@@ -75,6 +75,7 @@ fn data_type(column_type: ColumnType) -> pb::DataType {
         ColumnType::Double => pb::DataType::Double,
         ColumnType::String => pb::DataType::String,
         ColumnType::UtcDatetime => pb::DataType::UtcDatetime,
+        ColumnType::NaiveDate => pb::DataType::NaiveDate,
         ColumnType::Json => pb::DataType::Json,
     }
 }
@@ -167,6 +168,10 @@ fn value_type(value: crate::record::owned::Value) -> pb::ValueType {
         Value::UtcDatetime(time) => Inner::UtcDatetime(prost_types::Timestamp {
             seconds: time.timestamp(),
             nanos: time.timestamp_subsec_nanos() as i32,
+        }),
+        Value::NaiveDate(date) => Inner::NaiveDate(prost_types::Timestamp {
+            seconds: date.and_time(chrono::NaiveTime::MIN).and_utc().timestamp(),
+            nanos: 0,
         }),
         Value::Json(text) => Inner::Json(text),
     };

@@ -205,6 +205,7 @@ const VALUE_NULL: u8 = field_key(1, WireType::Varint);
 const VALUE_BOOL: u8 = field_key(2, WireType::Varint);
 const VALUE_LONG: u8 = field_key(5, WireType::Varint);
 const VALUE_DOUBLE: u8 = field_key(7, WireType::SixtyFourBit);
+const VALUE_NAIVE_DATE: u8 = field_key(8, WireType::LengthDelimited);
 const VALUE_UTC_DATETIME: u8 = field_key(10, WireType::LengthDelimited);
 const VALUE_STRING: u8 = field_key(13, WireType::LengthDelimited);
 const VALUE_JSON: u8 = field_key(14, WireType::LengthDelimited);
@@ -218,7 +219,7 @@ enum Payload<'v> {
     Varint { key: u8, value: u64 },
     Double(f64),
     Bytes { key: u8, bytes: &'v [u8] },
-    Timestamp { seconds: i64, nanos: u32 },
+    Timestamp { key: u8, seconds: i64, nanos: u32 },
 }
 
 impl<'v> Payload<'v> {
@@ -238,8 +239,14 @@ impl<'v> Payload<'v> {
             },
             ValueRef::Double(number) => Payload::Double(*number),
             ValueRef::UtcDatetime(time) => Payload::Timestamp {
+                key: VALUE_UTC_DATETIME,
                 seconds: time.seconds,
                 nanos: time.nanos,
+            },
+            ValueRef::NaiveDate(midnight) => Payload::Timestamp {
+                key: VALUE_NAIVE_DATE,
+                seconds: midnight.seconds,
+                nanos: midnight.nanos,
             },
             ValueRef::String(text) => Payload::Bytes {
                 key: VALUE_STRING,
@@ -257,7 +264,7 @@ impl<'v> Payload<'v> {
             Payload::Varint { value, .. } => 1 + encoded_len_varint(*value),
             Payload::Double(_) => 9,
             Payload::Bytes { bytes, .. } => 1 + length_delimited_len(bytes.len()),
-            Payload::Timestamp { seconds, nanos } => {
+            Payload::Timestamp { seconds, nanos, .. } => {
                 1 + length_delimited_len(timestamp_len(*seconds, *nanos))
             }
         }
@@ -277,8 +284,12 @@ impl<'v> Payload<'v> {
                 buf.extend_from_slice(&number.to_le_bytes());
             }
             Payload::Bytes { key, bytes } => put_bytes(buf, key, bytes),
-            Payload::Timestamp { seconds, nanos } => {
-                buf.extend_from_slice(&[VALUE_UTC_DATETIME, timestamp_len(seconds, nanos) as u8]);
+            Payload::Timestamp {
+                key,
+                seconds,
+                nanos,
+            } => {
+                buf.extend_from_slice(&[key, timestamp_len(seconds, nanos) as u8]);
                 // Zero members are omitted, as proto3 does.
                 if seconds != 0 {
                     buf.push(TIMESTAMP_SECONDS);

@@ -14,7 +14,7 @@ use serde_json::Value as Json;
 
 use crate::{
     naming::normalize_column_name,
-    schema::{ColumnSpec, ColumnType, Table},
+    schema::{ColumnSpec, ColumnType, Derived, Table},
     selection::ColumnFilter,
 };
 
@@ -56,6 +56,8 @@ pub enum ValueRef<'a> {
     String(Cow<'a, str>),
     /// `UTC_DATETIME`.
     UtcDatetime(UnixTime),
+    /// `NAIVE_DATE`, as midnight UTC of the date (what the wire carries).
+    NaiveDate(UnixTime),
     /// `JSON` text.
     Json(Cow<'a, str>),
 }
@@ -132,6 +134,8 @@ pub struct RowMapper<'a> {
     table: Table,
     columns: Vec<MappedColumn>,
     filter: &'a ColumnFilter,
+    /// The position of the bucket column (a time series' timestamp key).
+    bucket: Option<usize>,
     /// The requested window and the position of the bucket column it bounds.
     window: Option<(BucketWindow, usize)>,
     /// Which declared column the n-th key of the last row matched: rows of
@@ -163,14 +167,18 @@ impl<'a> RowMapper<'a> {
             .take(64)
             .map(|spec| MappedColumn {
                 spec,
-                declared: declared.iter().any(|column| column.source == spec.source),
+                declared: declared.iter().any(|column| column.name == spec.name),
                 wanted: spec.primary_key || filter.includes(spec.name),
             })
-            .collect();
+            .collect::<Vec<_>>();
+        let bucket = columns
+            .iter()
+            .position(|c| c.spec.primary_key && c.spec.column_type == ColumnType::UtcDatetime);
         Self {
             table,
             columns,
             filter,
+            bucket,
             window: None,
             key_order: Vec::new(),
         }
@@ -180,11 +188,7 @@ impl<'a> RowMapper<'a> {
     /// `window`. Tables without a timestamp key are not affected.
     #[must_use]
     pub fn within(mut self, window: BucketWindow) -> Self {
-        self.window = self
-            .columns
-            .iter()
-            .position(|c| c.spec.primary_key && c.spec.column_type == ColumnType::UtcDatetime)
-            .map(|bucket| (window, bucket));
+        self.window = self.bucket.map(|bucket| (window, bucket));
         self
     }
 
@@ -250,6 +254,8 @@ impl<'a> RowMapper<'a> {
         // Which declared columns were present.
         let mut seen: u64 = 0;
         let mut fate = RowFate::Delivered;
+        // The bucket's start, for columns derived from it.
+        let mut bucket_start: Option<UnixTime> = None;
         // The first problem; the rest of the row is still read, so that
         // broken JSON is reported as such rather than as a bad value.
         let mut problem: Option<RowError> = None;
@@ -280,12 +286,16 @@ impl<'a> RowMapper<'a> {
                         problem = Some(RowError::MissingKey(column.spec.source));
                     }
                     Ok(value) => {
-                        if let (Some((window, bucket)), ValueRef::UtcDatetime(time)) =
-                            (self.window, &value)
-                            && bucket == position
-                            && !window.contains(*time)
+                        if let ValueRef::UtcDatetime(time) = value
+                            && self.bucket == Some(position)
                         {
-                            fate = RowFate::OutsideWindow;
+                            bucket_start = Some(time);
+                            if self
+                                .window
+                                .is_some_and(|(window, _)| !window.contains(time))
+                            {
+                                fate = RowFate::OutsideWindow;
+                            }
                         }
                         sink.column(column.spec.name, value);
                     }
@@ -322,7 +332,11 @@ impl<'a> RowMapper<'a> {
                 return Err(RowError::MissingKey(column.spec.source));
             }
             if column.wanted {
-                sink.column(column.spec.name, ValueRef::Null);
+                let value = match (column.spec.derived, bucket_start) {
+                    (Some(Derived::LocalDate), Some(start)) => local_date(start),
+                    _ => ValueRef::Null,
+                };
+                sink.column(column.spec.name, value);
             }
         }
         Ok(fate)
@@ -334,7 +348,7 @@ impl<'a> RowMapper<'a> {
         let found = self
             .columns
             .iter()
-            .position(|column| column.spec.source == key)?;
+            .position(|column| column.spec.derived.is_none() && column.spec.source == key)?;
         if index < 64 {
             if self.key_order.len() <= index {
                 self.key_order.resize(index + 1, found);
@@ -343,6 +357,23 @@ impl<'a> RowMapper<'a> {
         }
         Some(found)
     }
+}
+
+/// The site-local calendar date on which a bucket starts, as midnight UTC of
+/// that date. Day and month buckets start at a local midnight, given in UTC:
+/// local midnight at `hh:00Z` is UTC−hh (the same date) for hours before
+/// noon and UTC+(24−hh) (the next date) from noon on. That is exact for every
+/// UTC offset from −11:59 to +12:00: the Americas, Europe, Africa, Asia,
+/// Australia and New Zealand's standard time. Zones further east
+/// (New Zealand's summer, Tonga, Kiribati) would need the location's time
+/// zone and a zone database.
+fn local_date(bucket_start: UnixTime) -> ValueRef<'static> {
+    const DAY: i64 = 86_400;
+    let date = (bucket_start.seconds + DAY / 2).div_euclid(DAY);
+    ValueRef::NaiveDate(UnixTime {
+        seconds: date * DAY,
+        nanos: 0,
+    })
 }
 
 /// A JSON value as a declared type, or the name of the type it failed to be.
@@ -394,6 +425,7 @@ fn typed(column_type: ColumnType, value: JsonValue<'_>) -> Result<ValueRef<'_>, 
         ColumnType::Double => "number",
         ColumnType::Boolean => "boolean",
         ColumnType::UtcDatetime => "UTC timestamp",
+        ColumnType::NaiveDate => "date",
         ColumnType::String | ColumnType::Json => "string",
     })
 }
@@ -431,6 +463,11 @@ fn coerce_text(column_type: ColumnType, text: Cow<'_, str>) -> Option<ValueRef<'
             _ => None,
         },
         ColumnType::UtcDatetime => parse_utc_timestamp(text.trim()).map(ValueRef::UtcDatetime),
+        ColumnType::NaiveDate => chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d")
+            .ok()
+            .map(|date| {
+                ValueRef::NaiveDate(date.and_time(chrono::NaiveTime::MIN).and_utc().into())
+            }),
     }
 }
 

@@ -4,7 +4,7 @@
 
 use std::borrow::Cow;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
 
 use super::{RowError, RowMapper, RowSink, UnixTime, ValueRef};
 use crate::{
@@ -27,6 +27,8 @@ pub(crate) enum Value {
     String(String),
     /// `UTC_DATETIME`.
     UtcDatetime(DateTime<Utc>),
+    /// `NAIVE_DATE`.
+    NaiveDate(NaiveDate),
     /// `JSON` text.
     Json(String),
 }
@@ -61,6 +63,9 @@ impl Value {
             Value::Double(number) => ValueRef::Double(*number),
             Value::String(text) => ValueRef::String(Cow::Borrowed(text)),
             Value::UtcDatetime(time) => ValueRef::UtcDatetime((*time).into()),
+            Value::NaiveDate(date) => {
+                ValueRef::NaiveDate(date.and_time(NaiveTime::MIN).and_utc().into())
+            }
             Value::Json(text) => ValueRef::Json(Cow::Borrowed(text)),
         }
     }
@@ -105,6 +110,9 @@ impl ValueRef<'_> {
             ValueRef::UtcDatetime(time) => {
                 time.to_datetime().map_or(Value::Null, Value::UtcDatetime)
             }
+            ValueRef::NaiveDate(midnight) => midnight
+                .to_datetime()
+                .map_or(Value::Null, |time| Value::NaiveDate(time.date_naive())),
             ValueRef::Json(text) => Value::Json(text.into_owned()),
         }
     }

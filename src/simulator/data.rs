@@ -2,16 +2,17 @@
 //! all pure functions of (seed, zone count, space count, history start, outage, settle lag,
 //! outage backfill instant) and the simulated clock passed to each lookup.
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveTime, Timelike, Utc, Weekday};
+use chrono::{DateTime, Duration, NaiveDate, Utc, Weekday};
 use serde_json::{Value, json};
 
-/// The account's local zone is US Eastern: UTC-05:00 in winter, UTC-04:00 in summer. There is
-/// no tz database here, so the current (2007+) US rule is computed with plain date arithmetic
-/// and applied to every year; that keeps the dataset reproducible and needs no dependency.
-pub const STANDARD_OFFSET_HOURS: i64 = -5;
-/// Eastern daylight time, from the second Sunday of March 02:00 local to the first Sunday of
-/// November 02:00 local.
-pub const DAYLIGHT_OFFSET_HOURS: i64 = -4;
+pub use super::local_time::{LocalBucket, SiteZone, hour_floor};
+
+/// The account's zone, in which date-only bounds and relative days are read (US Eastern, as
+/// observed on a real account), and the zone of location 0.
+pub const ACCOUNT_ZONE: SiteZone = SiteZone::UsEastern;
+
+/// The zone of each location: one US, one not.
+const LOCATION_ZONES: [SiteZone; 2] = [SiteZone::UsEastern, SiteZone::CentralEurope];
 
 const MS_PER_HOUR: i64 = 3_600_000;
 
@@ -92,59 +93,19 @@ pub fn format_timestamp(t: DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
-/// Start of the UTC hour containing `t`.
-pub fn hour_floor(t: DateTime<Utc>) -> DateTime<Utc> {
-    let secs = t.timestamp();
-    let floored = secs - secs.rem_euclid(3600);
-    DateTime::from_timestamp(floored, 0).unwrap_or(t)
-}
-
-/// The days daylight time starts and ends in `year`: the second Sunday of March and the first
-/// Sunday of November. `None` only for years chrono cannot represent.
-fn dst_change_days(year: i32) -> Option<(NaiveDate, NaiveDate)> {
-    Some((
-        NaiveDate::from_weekday_of_month_opt(year, 3, Weekday::Sun, 2)?,
-        NaiveDate::from_weekday_of_month_opt(year, 11, Weekday::Sun, 1)?,
-    ))
-}
-
-/// Whether local midnight of `date` falls in daylight time. Both changes happen at 02:00 local,
-/// so midnight of the spring change day is still standard time and midnight of the autumn
-/// change day is still daylight time; midnight is never skipped or repeated.
-fn dst_at_local_midnight(date: NaiveDate) -> bool {
-    dst_change_days(date.year()).is_some_and(|(start, end)| start < date && date <= end)
-}
-
-/// UTC offset, in hours, of the account's local zone at instant `t`.
+/// UTC offset, in hours, of the account's zone at instant `t`.
 pub fn local_offset_hours(t: DateTime<Utc>) -> i64 {
-    let Some((start, end)) = dst_change_days(t.year()) else {
-        return STANDARD_OFFSET_HOURS;
-    };
-    // 02:00 local on each change day, as UTC: 02:00 EST = 07:00Z, 02:00 EDT = 06:00Z. No change
-    // falls near a year boundary, so the UTC year is the local year here.
-    let two_am = NaiveTime::from_hms_opt(2, 0, 0).unwrap_or(NaiveTime::MIN);
-    let starts = start.and_time(two_am).and_utc() - Duration::hours(STANDARD_OFFSET_HOURS);
-    let ends = end.and_time(two_am).and_utc() - Duration::hours(DAYLIGHT_OFFSET_HOURS);
-    if starts <= t && t < ends {
-        DAYLIGHT_OFFSET_HOURS
-    } else {
-        STANDARD_OFFSET_HOURS
-    }
+    ACCOUNT_ZONE.offset_hours(t)
 }
 
-/// The local calendar date at instant `t`.
+/// The account's local calendar date at instant `t`.
 pub fn local_date(t: DateTime<Utc>) -> NaiveDate {
-    (t + Duration::hours(local_offset_hours(t))).date_naive()
+    ACCOUNT_ZONE.local_date(t)
 }
 
-/// Local (US Eastern, DST-aware) midnight of `date`, as a UTC instant.
+/// The account's local midnight of `date`, as a UTC instant.
 pub fn local_midnight(date: NaiveDate) -> DateTime<Utc> {
-    let offset = if dst_at_local_midnight(date) {
-        DAYLIGHT_OFFSET_HOURS
-    } else {
-        STANDARD_OFFSET_HOURS
-    };
-    date.and_time(NaiveTime::MIN).and_utc() - Duration::hours(offset)
+    ACCOUNT_ZONE.local_midnight(date)
 }
 
 /// Occupancy of one space in one hour. `avg` has one decimal, and `min <= avg <= max`.
@@ -165,6 +126,8 @@ struct Entity {
     first_hour: DateTime<Utc>,
     /// Whether the entity belongs to site 0 / location 0, which suffers the outage.
     in_outage_site: bool,
+    /// The zone of the entity's location: its buckets are built in this local time.
+    zone: SiteZone,
     /// Peak hourly volume (zones) or capacity (spaces).
     scale: i64,
 }
@@ -207,6 +170,7 @@ impl Dataset {
                 name: name_for(&ZONE_NAMES, i),
                 first_hour: zone_first_hour(history_start, i),
                 in_outage_site: i % LOCATIONS == 0,
+                zone: LOCATION_ZONES[i % LOCATIONS],
                 scale: 80 + (hash(&[seed, SALT_PROFILE, SALT_ZONE, i as u64]) % 300) as i64,
             })
             .collect();
@@ -216,6 +180,7 @@ impl Dataset {
                 name: name_for(&SPACE_NAMES, j),
                 first_hour: space_first_hour(history_start, j),
                 in_outage_site: j % LOCATIONS == 0,
+                zone: LOCATION_ZONES[j % LOCATIONS],
                 scale: 50 + 25 * (hash(&[seed, SALT_PROFILE, SALT_SPACE, j as u64]) % 10) as i64,
             })
             .collect();
@@ -365,6 +330,7 @@ impl Dataset {
                         "shippingId": "SHIP-001",
                         "createdAt": created_at,
                         "updatedAt": updated_at,
+                        "timezone": LOCATION_ZONES[i].iana_name(),
                     })
                 } else {
                     json!({
@@ -374,16 +340,17 @@ impl Dataset {
                         "name": format!("Outlet {i}"),
                         "description": null,
                         "locationNumber": null,
-                        "country": "US",
-                        "city": "Albany",
+                        "country": "DE",
+                        "city": "Berlin",
                         "postalCode": null,
                         "state": null,
                         "street": null,
-                        "latitude": 42.6526,
-                        "longitude": -73.7562,
+                        "latitude": 52.52,
+                        "longitude": 13.405,
                         "shippingId": null,
                         "createdAt": created_at,
                         "updatedAt": updated_at,
+                        "timezone": LOCATION_ZONES[i].iana_name(),
                     })
                 }
             })
@@ -398,7 +365,7 @@ impl Dataset {
                     "siteId": self.site_ids[i],
                     "locationId": self.location_ids[i],
                     "name": format!("Site {}", i + 1),
-                    "timezone": "America/New_York",
+                    "timezone": LOCATION_ZONES[i].iana_name(),
                     "businessHours": {"open": "07:00", "close": "22:00"},
                 })
             })
@@ -475,14 +442,17 @@ impl Dataset {
         hour: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Option<(i64, i64)> {
+        let zone = self.zones.get(zone_index)?.zone;
         merge_local_hours(
+            zone,
             hour,
             |hour| self.utc_hour_traffic(zone_index, hour, now),
             add_counts,
         )
     }
 
-    fn utc_hour_traffic(
+    /// A zone's counts of one UTC hour, before local-time bucketing.
+    pub(crate) fn utc_hour_traffic(
         &self,
         zone_index: usize,
         hour: DateTime<Utc>,
@@ -496,7 +466,7 @@ impl Dataset {
             zone_index as u64,
             hour.timestamp() as u64,
         ]);
-        let (ins, outs) = volume(h, zone.scale as f64, weight(hour));
+        let (ins, outs) = volume(h, zone.scale as f64, weight(zone.zone, hour));
         Some((elapsed.scale(ins), elapsed.scale(outs)))
     }
 
@@ -508,7 +478,9 @@ impl Dataset {
         hour: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Option<OccupancyValues> {
+        let zone = self.spaces.get(space_index)?.zone;
         merge_local_hours(
+            zone,
             hour,
             |hour| self.utc_hour_occupancy(space_index, hour, now),
             |a, b| OccupancyValues {
@@ -520,7 +492,8 @@ impl Dataset {
         )
     }
 
-    fn utc_hour_occupancy(
+    /// A space's occupancy in one UTC hour, before local-time bucketing.
+    pub(crate) fn utc_hour_occupancy(
         &self,
         space_index: usize,
         hour: DateTime<Utc>,
@@ -535,7 +508,7 @@ impl Dataset {
             hour.timestamp() as u64,
         ]);
         let capacity = space.scale as f64;
-        let level = weight(hour) * capacity * 0.8 * (0.75 + 0.5 * unit(h));
+        let level = weight(space.zone, hour) * capacity * 0.8 * (0.75 + 0.5 * unit(h));
         let max = ((level * 1.2).ceil() as i64).min(space.scale);
         let min = (level * 0.6).floor() as i64;
         let jitter = unit(splitmix64(h)) - 0.5;
@@ -560,14 +533,17 @@ impl Dataset {
         hour: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> Option<(i64, i64)> {
+        let zone = self.spaces.get(space_index)?.zone;
         merge_local_hours(
+            zone,
             hour,
             |hour| self.utc_hour_space_traffic(space_index, hour, now),
             add_counts,
         )
     }
 
-    fn utc_hour_space_traffic(
+    /// A space's counts of one UTC hour, before local-time bucketing.
+    pub(crate) fn utc_hour_space_traffic(
         &self,
         space_index: usize,
         hour: DateTime<Utc>,
@@ -582,7 +558,7 @@ impl Dataset {
             space_index as u64,
             hour.timestamp() as u64,
         ]);
-        let (ins, outs) = volume(h, space.scale as f64 * 1.5, weight(hour));
+        let (ins, outs) = volume(h, space.scale as f64 * 1.5, weight(space.zone, hour));
         Some((elapsed.scale(ins), elapsed.scale(outs)))
     }
 
@@ -608,45 +584,21 @@ impl Dataset {
     }
 }
 
-/// Which local-time bucket a UTC hour belongs to. The API builds hourly buckets in the site's
-/// local time (a recorded real account has no `07:00Z` row on the US fall-back day, where
-/// America/Denver repeats 01:00): the repeated local hour is one bucket, labelled with the
-/// start of its second occurrence, and the first occurrence has no row of its own.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LocalBucket {
-    /// An ordinary hour: its own bucket.
-    Own,
-    /// The first occurrence of the repeated hour: merged into the next bucket, no row.
-    MergedIntoNext,
-    /// The second occurrence: its bucket also holds the hour before it.
-    HoldsPrevious,
-}
-
-/// The bucket role of the UTC hour starting at `hour` in the account's local zone.
+/// The bucket role of the UTC hour starting at `hour` in the account's zone.
 pub fn local_bucket(hour: DateTime<Utc>) -> LocalBucket {
-    let hour = hour_floor(hour);
-    let before = local_offset_hours(hour - Duration::hours(1));
-    let this = local_offset_hours(hour);
-    let after = local_offset_hours(hour + Duration::hours(1));
-    // Clocks go back by one hour at the end of daylight time: the offset drops.
-    if this > after {
-        LocalBucket::MergedIntoNext
-    } else if before > this {
-        LocalBucket::HoldsPrevious
-    } else {
-        LocalBucket::Own
-    }
+    ACCOUNT_ZONE.bucket_role(hour)
 }
 
 /// The value of the local bucket starting at `hour`, from per-UTC-hour values: `None` for the
 /// first occurrence of a repeated hour, both occurrences merged for the second.
 fn merge_local_hours<T>(
+    zone: SiteZone,
     hour: DateTime<Utc>,
     utc_hour: impl Fn(DateTime<Utc>) -> Option<T>,
     merge: impl Fn(T, T) -> T,
 ) -> Option<T> {
     let hour = hour_floor(hour);
-    match local_bucket(hour) {
+    match zone.bucket_role(hour) {
         LocalBucket::Own => utc_hour(hour),
         LocalBucket::MergedIntoNext => None,
         LocalBucket::HoldsPrevious => match (utc_hour(hour - Duration::hours(1)), utc_hour(hour)) {
@@ -696,14 +648,14 @@ fn id_order(entities: &[Entity]) -> Vec<usize> {
 }
 
 /// Diurnal weight (by local hour) times a weekday factor: Saturdays are busy, Sundays quiet.
-fn weight(hour: DateTime<Utc>) -> f64 {
-    let local = hour + Duration::hours(local_offset_hours(hour));
-    let day_factor = match local.weekday() {
+fn weight(zone: SiteZone, hour: DateTime<Utc>) -> f64 {
+    let (local_hour, weekday) = zone.local_hour_and_weekday(hour);
+    let day_factor = match weekday {
         Weekday::Sat => 1.3,
         Weekday::Sun => 0.8,
         _ => 1.0,
     };
-    DIURNAL[local.hour() as usize] * day_factor
+    DIURNAL[local_hour as usize] * day_factor
 }
 
 /// Full-hour (ins, outs) for a weight; closed hours are mostly 0 with the odd cleaner or guard.
@@ -805,7 +757,14 @@ mod tests {
         let names: Vec<&str> = (0..6).filter_map(|i| d.zone_name(i)).collect();
         assert_eq!(names.iter().filter(|n| **n == "Main Entrance").count(), 2);
         let location = &d.locations()[0];
-        assert_eq!(location.as_object().unwrap().len(), 16);
+        // The recorded field set, plus the (inferred) `timezone`.
+        assert_eq!(location.as_object().unwrap().len(), 17);
+        let zones: Vec<Value> = d
+            .locations()
+            .iter()
+            .map(|l| l["timezone"].clone())
+            .collect();
+        assert_eq!(zones, [json!("America/New_York"), json!("Europe/Berlin")]);
         let sensor_ids: Vec<Value> = d.sensors().iter().map(|s| s["sensorId"].clone()).collect();
         assert!(
             d.zones()
@@ -1011,29 +970,38 @@ mod tests {
     }
 
     #[test]
-    fn the_repeated_fall_back_hour_is_one_bucket() {
+    fn the_repeated_fall_back_hour_is_one_bucket_in_each_zone_local_time() {
         let data = dataset(7);
         let late = at("2026-01-01T00:00:00Z");
-        // US Eastern falls back at 06:00Z on 2025-11-02: 05Z and 06Z are both 01:00 local.
-        let first = at("2025-11-02T05:00:00Z");
-        let second = at("2025-11-02T06:00:00Z");
-        assert_eq!(local_bucket(first), LocalBucket::MergedIntoNext);
-        assert_eq!(local_bucket(second), LocalBucket::HoldsPrevious);
-        assert_eq!(local_bucket(at("2025-11-02T07:00:00Z")), LocalBucket::Own);
         // Spring forward skips a local hour but no UTC hour: every bucket is its own.
         for hour in 0..24 {
             let hour = at("2025-03-09T00:00:00Z") + Duration::hours(hour);
             assert_eq!(local_bucket(hour), LocalBucket::Own, "{hour}");
         }
+        // Zones and spaces alternate between New York (falls back at 06:00Z on 2025-11-02:
+        // 05Z and 06Z are both 01:00 local) and Berlin (at 01:00Z on 2025-10-26: 00Z and 01Z
+        // are both 02:00 local).
+        let repeated = |index: usize| {
+            if index % 2 == 0 {
+                (at("2025-11-02T05:00:00Z"), at("2025-11-02T06:00:00Z"))
+            } else {
+                (at("2025-10-26T00:00:00Z"), at("2025-10-26T01:00:00Z"))
+            }
+        };
         for zone in 0..data.zone_count() {
+            let (first, second) = repeated(zone);
             assert_eq!(data.traffic(zone, first, late), None);
             let merged = add_counts(
                 data.utc_hour_traffic(zone, first, late).unwrap(),
                 data.utc_hour_traffic(zone, second, late).unwrap(),
             );
             assert_eq!(data.traffic(zone, second, late), Some(merged));
+            // The other zone's change hour is an ordinary hour here.
+            let (other, _) = repeated(zone + 1);
+            assert!(data.traffic(zone, other, late).is_some());
         }
         for space in 0..data.space_count() {
+            let (first, second) = repeated(space);
             assert_eq!(data.occupancy(space, first, late), None);
             assert_eq!(data.space_traffic(space, first, late), None);
             let merged = data.occupancy(space, second, late).unwrap();

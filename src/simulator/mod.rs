@@ -20,6 +20,7 @@ mod auth;
 mod body;
 pub mod data;
 mod faults;
+pub mod local_time;
 mod options;
 mod reference;
 mod response;

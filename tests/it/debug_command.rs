@@ -249,7 +249,7 @@ async fn served_binary_logs_json_lines_and_stops_on_sigterm() {
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(form.fields.len(), 7);
+    assert_eq!(form.fields.len(), 8);
     let first_line = served.first_line.clone();
     let (status, rest) = served.terminate().await;
     assert!(status.success(), "{status:?}");

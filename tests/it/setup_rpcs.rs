@@ -26,6 +26,7 @@ async fn configuration_form_lists_user_fields_and_a_connection_test() {
             "api_token",
             "traffic_metrics",
             "occupancy_metrics",
+            "series",
             "static_endpoints",
             "start_date"
         ]

@@ -114,50 +114,54 @@ async fn date_only_bounds_follow_eastern_daylight_time() {
     };
     let sim = InProcessSimulator::new(options);
     let token = sim.mint().await;
-    for (start, end, hours, first, last) in [
+    // Zones alternate between the two locations: three in New York, three in Berlin, whose
+    // hours are bucketed in Berlin time (no repeated hour on the US change day).
+    let buckets = |new_york: usize, berlin: usize| 3 * new_york + 3 * berlin;
+    for (start, end, rows_expected, first, last) in [
         (
             "2025-03-09",
             "2025-03-10",
-            23,
+            buckets(23, 23),
             "2025-03-09T05:00:00.000Z",
             "2025-03-10T03:00:00.000Z",
         ),
         (
             "2025-07-01",
             "2025-07-02",
-            24,
+            buckets(24, 24),
             "2025-07-01T04:00:00.000Z",
             "2025-07-02T03:00:00.000Z",
         ),
-        // 25 hours long, but the repeated 01:00 is one bucket: 24 buckets.
+        // 25 hours long; in New York the repeated 01:00 is one bucket: 24 buckets.
         (
             "2025-11-02",
             "2025-11-03",
-            24,
+            buckets(24, 25),
             "2025-11-02T04:00:00.000Z",
             "2025-11-03T04:00:00.000Z",
         ),
     ] {
         let rows = results(&sim.get(&traffic_path(start, end), Some(&token)).await.2);
-        assert_eq!(rows.len(), hours * 6, "{start}");
+        assert_eq!(rows.len(), rows_expected, "{start}");
         assert_eq!(rows[0]["recordDate_hour_1"], first, "{start}");
         assert_eq!(rows[rows.len() - 1]["recordDate_hour_1"], last, "{start}");
     }
-    // Explicit UTC bounds stay exact across a change; the UTC day has no 05:00Z bucket,
+    // Explicit UTC bounds stay exact across a change; New York's zones have no 05:00Z bucket,
     // as a recorded real account has no bucket where its local hour repeats.
     let path = traffic_path("2025-11-02T00:00:00Z", "2025-11-03T00:00:00Z");
     let rows = results(&sim.get(&path, Some(&token)).await.2);
-    assert_eq!(rows.len(), 23 * 6);
-    assert!(
-        rows.iter()
-            .all(|row| row["recordDate_hour_1"] != "2025-11-02T05:00:00.000Z")
-    );
+    assert_eq!(rows.len(), buckets(23, 24));
+    let at_five = rows
+        .iter()
+        .filter(|row| row["recordDate_hour_1"] == "2025-11-02T05:00:00.000Z")
+        .count();
+    assert_eq!(at_five, 3, "only Berlin's zones have a 05:00Z bucket");
     // Relative local days are DST-aware too: the autumn change day has 25 hours in 24
-    // buckets.
+    // buckets in New York.
     sim.set_now(at("2025-11-03T12:00:00Z"));
     let yesterday =
         "/api/data/traffic?relativeDate=yesterday&dateGroupings=hour&entityType=zone&metrics=ins";
     let rows = results(&sim.get(yesterday, Some(&token)).await.2);
-    assert_eq!(rows.len(), 24 * 6);
+    assert_eq!(rows.len(), buckets(24, 25));
     assert_eq!(rows[0]["recordDate_hour_1"], "2025-11-02T04:00:00.000Z");
 }
