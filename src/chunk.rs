@@ -4,9 +4,9 @@
 
 use std::fmt;
 
-use chrono::{Days, NaiveDate};
+use chrono::{Datelike, Days, Months, NaiveDate};
 
-use crate::schema::Table;
+use crate::schema::{Grouping, Table};
 
 /// A non-empty window of whole UTC days, `start` inclusive, `end` exclusive.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -150,11 +150,7 @@ pub fn plan_table(
                 }
                 gap_end = gap_start;
             }
-            let resume = coverage
-                .through
-                .checked_sub_days(Days::new(settings.lookback_days.into()))
-                .unwrap_or(coverage.through);
-            resume.max(settings.start_date)
+            resume_day(table, coverage.through, settings.lookback_days).max(settings.start_date)
         }
     };
 
@@ -173,6 +169,30 @@ pub fn plan_table(
         chunk_start = chunk_end;
     }
     chunks
+}
+
+/// The first day a sync re-reads after coverage through `through`: `lookback_days`
+/// before it, counted in the table's buckets where those are longer than a day. Day and
+/// month buckets of sites east of UTC start the evening before their local date, so they
+/// go back one more day; a month table goes back to the start of the month `lookback_days`
+/// months before, so the month still in progress is always read again.
+fn resume_day(table: Table, through: NaiveDate, lookback_days: u32) -> NaiveDate {
+    let days_back = |date: NaiveDate, days: u32| {
+        date.checked_sub_days(Days::new(days.into()))
+            .unwrap_or(date)
+    };
+    let resume = days_back(through, lookback_days);
+    match table.grouping() {
+        Some(Grouping::Day) => days_back(resume, 1),
+        Some(Grouping::Month) => {
+            let month_start = through
+                .with_day(1)
+                .and_then(|first| first.checked_sub_months(Months::new(lookback_days)))
+                .unwrap_or(through);
+            days_back(resume.min(month_start), 1)
+        }
+        _ => resume,
+    }
 }
 
 #[cfg(test)]
@@ -293,5 +313,31 @@ mod tests {
         assert_eq!(range.start_utc(), "2025-03-30T00:00:00Z");
         assert_eq!(range.end_utc(), "2025-03-31T00:00:00Z");
         assert!(DateRange::new(day("2025-03-30"), day("2025-03-30")).is_none());
+    }
+
+    #[test]
+    fn series_tables_reread_whole_buckets_of_their_grouping() {
+        use crate::schema::SeriesSpec;
+        let table = |text: &str| Table::Series(SeriesSpec::parse(text).unwrap());
+        let through = day("2025-03-15");
+        assert_eq!(resume_day(Table::Traffic, through, 1), day("2025-03-14"));
+        assert_eq!(
+            resume_day(table("traffic/zone/minute(15)"), through, 1),
+            day("2025-03-14")
+        );
+        // A day bucket east of UTC starts the evening before its date.
+        assert_eq!(
+            resume_day(table("traffic/location/day"), through, 0),
+            day("2025-03-14")
+        );
+        // The month in progress, and with a lookback of 1 the month before, are read again.
+        assert_eq!(
+            resume_day(table("traffic/location/month"), through, 0),
+            day("2025-02-28")
+        );
+        assert_eq!(
+            resume_day(table("traffic/location/month"), through, 1),
+            day("2025-01-31")
+        );
     }
 }

@@ -130,6 +130,13 @@ impl Grouping {
         }
     }
 
+    /// The grouping the API's `dateGroupings` value names.
+    pub fn from_api_name(name: &str) -> Option<Grouping> {
+        Grouping::ALL
+            .into_iter()
+            .find(|grouping| grouping.api_name() == name)
+    }
+
     /// The suffix of a table name (Fivetran-normalized).
     const fn table_suffix(self) -> &'static str {
         match self {

@@ -13,10 +13,12 @@ use chrono::{DateTime, Duration, Utc};
 use futures_util::stream;
 
 use super::{
+    buckets::SeriesRow,
     data::{self, Dataset, OccupancyValues},
     response::json_response,
     series::{DataRequest, Metrics, Series},
 };
+use crate::schema::SeriesSpec;
 
 /// Guessed average serialized row sizes, used only to pre-size response buffers.
 const TRAFFIC_ROW_BYTES: usize = 140;
@@ -151,6 +153,44 @@ impl RowWriter {
             body.push('}');
         }
     }
+}
+
+/// The envelope and rows of a series with another grouping or entity level than the hourly
+/// tables': `recordDate_<unit>_<n>`, the entity's id field and name, then the metrics.
+pub(super) fn render_series(
+    series: Series,
+    spec: SeriesSpec,
+    metrics: Metrics,
+    rows: &[SeriesRow],
+) -> String {
+    let mut body = String::with_capacity(64 + rows.len() * OCCUPANCY_ROW_BYTES);
+    body.push_str(ROWS_PREFIX);
+    for (index, row) in rows.iter().enumerate() {
+        if index > 0 {
+            body.push(',');
+        }
+        let name = serde_json::to_string(&row.name).unwrap_or_default();
+        // Writing into a String cannot fail, so the fmt::Result is ignored.
+        let _ = write!(
+            body,
+            "{{\"{}\":\"{}\",\"{}\":\"{}\",\"name\":{name}",
+            spec.grouping.bucket_field(),
+            data::format_timestamp(row.bucket),
+            spec.entity.id_field(),
+            row.id,
+        );
+        write_metrics(
+            &mut body,
+            series,
+            metrics,
+            Some(row.counts),
+            row.occupancy,
+            false,
+        );
+        body.push('}');
+    }
+    body.push_str("]}");
+    body
 }
 
 /// Serializes the data envelope straight into one pre-sized buffer.

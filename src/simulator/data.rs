@@ -29,6 +29,7 @@ const SALT_SPACE: u64 = 0x7370_6300;
 const SALT_TRAFFIC: u64 = 0x7472_6100;
 const SALT_OCCUPANCY: u64 = 0x6f63_6300;
 const SALT_PROFILE: u64 = 0x7072_6f00;
+const SALT_QUARTER: u64 = 0x7175_6100;
 
 /// Zone names deliberately repeat ("Main Entrance" twice): real accounts have non-unique names.
 const ZONE_NAMES: [&str; 8] = [
@@ -451,6 +452,100 @@ impl Dataset {
         )
     }
 
+    /// A zone's counts of the quarter hour starting at `quarter`: its UTC hour's counts split
+    /// over the quarters that have begun by `now`, so the quarters always add up to the hour.
+    pub(crate) fn traffic_quarter(
+        &self,
+        zone_index: usize,
+        quarter: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Option<(i64, i64)> {
+        let hour = hour_floor(quarter);
+        let counts = self.utc_hour_traffic(zone_index, hour, now)?;
+        split_into_quarters(
+            counts,
+            hash(&[
+                self.seed,
+                SALT_QUARTER,
+                zone_index as u64,
+                hour.timestamp() as u64,
+            ]),
+            quarter,
+            now,
+        )
+    }
+
+    /// A space's counts of the quarter hour starting at `quarter`, as [`Dataset::traffic_quarter`].
+    pub(crate) fn space_traffic_quarter(
+        &self,
+        space_index: usize,
+        quarter: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Option<(i64, i64)> {
+        let hour = hour_floor(quarter);
+        let counts = self.utc_hour_space_traffic(space_index, hour, now)?;
+        split_into_quarters(
+            counts,
+            hash(&[
+                self.seed,
+                SALT_QUARTER,
+                SALT_SPACE,
+                space_index as u64,
+                hour.timestamp() as u64,
+            ]),
+            quarter,
+            now,
+        )
+    }
+
+    /// The zone a zone's location is in.
+    pub fn zone_time_zone(&self, zone_index: usize) -> SiteZone {
+        LOCATION_ZONES[self.location_of(zone_index)]
+    }
+
+    /// The zone a space's location is in.
+    pub fn space_time_zone(&self, space_index: usize) -> SiteZone {
+        LOCATION_ZONES[self.location_of(space_index)]
+    }
+
+    /// The location of zone or space `index` (they alternate between the locations).
+    pub fn location_of(&self, index: usize) -> usize {
+        index % LOCATIONS
+    }
+
+    /// Number of locations (each has one site).
+    pub fn location_count(&self) -> usize {
+        LOCATIONS
+    }
+
+    /// The zone a location is in.
+    pub fn location_time_zone(&self, location: usize) -> SiteZone {
+        LOCATION_ZONES[location % LOCATIONS]
+    }
+
+    /// A location's id.
+    pub fn location_id(&self, location: usize) -> Option<&str> {
+        self.location_ids.get(location).map(String::as_str)
+    }
+
+    /// A location's name, as `/api/location` gives it.
+    pub fn location_name(&self, location: usize) -> String {
+        self.locations()
+            .get(location)
+            .and_then(|object| object["name"].as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    /// A site's id (site `i` belongs to location `i`).
+    pub fn site_id(&self, site: usize) -> Option<&str> {
+        self.site_ids.get(site).map(String::as_str)
+    }
+
+    /// The id of the sensor of zone `zone_index` (each zone has its own sensor).
+    pub fn sensor_id(&self, zone_index: usize) -> Option<&str> {
+        self.sensor_ids.get(zone_index).map(String::as_str)
+    }
+
     /// A zone's counts of one UTC hour, before local-time bucketing.
     pub(crate) fn utc_hour_traffic(
         &self,
@@ -606,6 +701,31 @@ fn merge_local_hours<T>(
             (first, second) => first.or(second),
         },
     }
+}
+
+/// One quarter of an hour's counts: the hour's counts split by weights from `h` over the
+/// quarters begun by `now` (integer maths, so the parts add up exactly), or `None` for a
+/// quarter that has not begun.
+fn split_into_quarters(
+    (ins, outs): (i64, i64),
+    h: u64,
+    quarter: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Option<(i64, i64)> {
+    let hour = hour_floor(quarter);
+    let index = ((quarter - hour).num_minutes() / 15) as usize;
+    let begun = (((now - hour).num_seconds() + 899) / 900).clamp(0, 4) as usize;
+    if index >= begun {
+        return None;
+    }
+    let weights: Vec<i64> = (0..begun)
+        .map(|k| 1 + ((h >> (8 * k)) % 4) as i64)
+        .collect();
+    let total: i64 = weights.iter().sum();
+    let before: i64 = weights[..index].iter().sum();
+    let through = before + weights[index];
+    let part = |value: i64| value * through / total - value * before / total;
+    Some((part(ins), part(outs)))
 }
 
 fn add_counts(a: (i64, i64), b: (i64, i64)) -> (i64, i64) {

@@ -70,6 +70,10 @@ pub struct Faults {
     pub bad_rows_every: u32,
     /// Data responses are `{"messages":[],"results":{"error":"x"}}` with status 200.
     pub wrong_shape: bool,
+    /// What a series request returns for a bucket that only partly overlaps its window
+    /// (undocumented for the real API): its whole value (`true`), or the sum of the part
+    /// inside the window (`false`, the default).
+    pub whole_edge_buckets: bool,
 }
 
 // Hand-written because `retry_after_secs` defaults to 1, the `Retry-After` the simulator always
@@ -94,6 +98,7 @@ impl Default for Faults {
             retry_after_http_date: false,
             bad_rows_every: 0,
             wrong_shape: false,
+            whole_edge_buckets: false,
         }
     }
 }
@@ -153,6 +158,11 @@ impl FaultState {
     /// `max_range_days`, checked with [`range_too_long`] once the request is parsed.
     pub(super) fn max_range_days(&self) -> Option<u32> {
         self.faults.max_range_days
+    }
+
+    /// The `whole_edge_buckets` knob.
+    pub(super) fn whole_edge_buckets(&self) -> bool {
+        self.faults.whole_edge_buckets
     }
 
     /// The `token_rate_limit_next` fault: `Some(429)` while it counts down.

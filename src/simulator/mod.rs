@@ -18,6 +18,7 @@
 
 mod auth;
 mod body;
+pub mod buckets;
 pub mod data;
 mod faults;
 pub mod local_time;

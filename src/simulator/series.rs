@@ -12,10 +12,11 @@ use axum::{
 };
 use chrono::{DateTime, Duration, NaiveDate, Utc};
 
-use crate::schema::Table;
+use crate::schema::{Grouping, Measure, SeriesSpec, Table};
 
 use super::{
-    body::{RowWriter, endless_response, render_rows},
+    body::{RowWriter, endless_response, render_rows, render_series},
+    buckets::series_rows,
     data,
     faults::{EndpointKind, range_too_long},
     response::{bad_request, internal_error, json_response, unauthorized},
@@ -52,12 +53,14 @@ impl Metrics {
     }
 }
 
-/// A valid data request: buckets starting in `[start, end)`, with these metrics.
+/// A valid data request: buckets starting in `[start, end)`, with these metrics; `spec` for
+/// any grouping or entity level but the hourly zone and space series.
 #[derive(Debug)]
 pub(super) struct DataRequest {
     pub(super) start: DateTime<Utc>,
     pub(super) end: DateTime<Utc>,
     pub(super) metrics: Metrics,
+    pub(super) spec: Option<SeriesSpec>,
 }
 
 /// `YYYY-MM-DD` is local midnight (US Eastern with DST, as observed on a real account);
@@ -161,19 +164,36 @@ fn parse_data_request(
         Some(_) => return Err(Rejection::bad("invalid relativeDate")),
         None => return Err(Rejection::bad("relativeDate is required")),
     };
-    if param("dateGroupings") != Some("hour") {
-        return Err(Rejection::bad("unsupported dateGroupings (only hour)"));
-    }
-    let entity_type = series.table().series().map(|series| series.entity_type);
-    if param("entityType") != entity_type {
+    let Some(grouping) = param("dateGroupings").and_then(Grouping::from_api_name) else {
+        return Err(Rejection::bad("unsupported dateGroupings"));
+    };
+    let measure = match series {
+        Series::Traffic => Measure::Traffic,
+        Series::Occupancy => Measure::Occupancy,
+    };
+    let Some(&entity) = measure
+        .entities()
+        .iter()
+        .find(|entity| Some(entity.name()) == param("entityType"))
+    else {
         return Err(Rejection::bad("unsupported entityType"));
-    }
+    };
+    // The hourly series of the fixed tables keep their fast row writer.
+    let hourly_entity = series.table().series().map(|series| series.entity_type);
+    let spec = (grouping != Grouping::Hour || Some(entity.name()) != hourly_entity).then_some(
+        SeriesSpec {
+            measure,
+            entity,
+            grouping,
+        },
+    );
     let metrics = parse_metrics(param("metrics").unwrap_or_default(), series)
         .map_err(Rejection::BadRequest)?;
     Ok(DataRequest {
         start,
         end,
         metrics,
+        spec,
     })
 }
 
@@ -214,6 +234,20 @@ fn data_endpoint(
     };
     if let Some(rejection) = range_too_long(max_range_days, request.start, request.end) {
         return rejection;
+    }
+    if let Some(spec) = request.spec {
+        let rows = series_rows(
+            &state.dataset,
+            spec,
+            request.start,
+            request.end,
+            now,
+            state.whole_edge_buckets(),
+        );
+        return json_response(
+            StatusCode::OK,
+            render_series(series, spec, request.metrics, &rows),
+        );
     }
     let faults = state.data_succeeded();
     // Built only where rows are rendered: a prepared body needs none.

@@ -206,6 +206,11 @@ impl SimulatorState {
 
     /// The simulated clock and the `max_range_days` fault, read under one lock so a data
     /// request sees them as one consistent pair.
+    /// Whether series buckets at a window's edges carry their whole value.
+    pub(super) fn whole_edge_buckets(&self) -> bool {
+        lock(&self.inner).faults.whole_edge_buckets()
+    }
+
     pub(super) fn now_and_max_range_days(&self) -> (DateTime<Utc>, Option<u32>) {
         let mutable = lock(&self.inner);
         (mutable.now, mutable.faults.max_range_days())

@@ -17,6 +17,8 @@ mod grpcurl;
 mod reliability;
 /// Bodies recorded from the real API, replayed value for value.
 mod replay;
+/// Series tables: every grouping and entity level, local days, edge behaviours.
+mod series;
 /// Health and reflection services next to the connector.
 mod serving;
 /// ConfigurationForm, Test and Schema RPCs.

@@ -420,6 +420,7 @@ pub enum Cell {
     Double(f64),
     Text(String),
     Time(DateTime<Utc>),
+    Date(NaiveDate),
 }
 
 pub fn cell(value: &pb::ValueType) -> Cell {
@@ -433,6 +434,11 @@ pub fn cell(value: &pb::ValueType) -> Cell {
         Inner::UtcDatetime(ts) => {
             Cell::Time(DateTime::from_timestamp(ts.seconds, ts.nanos as u32).unwrap())
         }
+        Inner::NaiveDate(ts) => Cell::Date(
+            DateTime::from_timestamp(ts.seconds, ts.nanos as u32)
+                .unwrap()
+                .date_naive(),
+        ),
         other => panic!("unexpected value {other:?}"),
     }
 }
@@ -662,6 +668,8 @@ impl Destination {
 }
 
 fn primary_key(record: &pb::Record) -> Vec<String> {
+    // A series table `<data>_<entity>_<grouping>` is keyed by `<entity>_id` and its one
+    // `record_date_*` column, as the issue defines them (not read from the connector's schema).
     let columns: &[&str] = match record.table_name.as_str() {
         "traffic" => &["zone_id", "record_date_hour_1"],
         "occupancy" => &["space_id", "record_date_hour_1"],
@@ -670,8 +678,22 @@ fn primary_key(record: &pb::Record) -> Vec<String> {
         "zone" => &["zone_id"],
         "space" => &["space_id"],
         "sensor" => &["sensor_id"],
+        series if series.starts_with("traffic_") || series.starts_with("occupancy_") => {
+            let entity = series.split('_').nth(1).unwrap();
+            let bucket = record
+                .data
+                .keys()
+                .find(|column| column.starts_with("record_date_"))
+                .unwrap_or_else(|| panic!("{series}: no bucket column"));
+            let entity_id = format!("{entity}_id");
+            return key_values(record, &[entity_id.as_str(), bucket.as_str()]);
+        }
         other => panic!("unknown table {other}"),
     };
+    key_values(record, columns)
+}
+
+fn key_values(record: &pb::Record, columns: &[&str]) -> Vec<String> {
     columns
         .iter()
         .map(|column| {

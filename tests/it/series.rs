@@ -1,0 +1,264 @@
+//! Series tables (`series`): every data × entity × grouping the API offers syncs over real
+//! gRPC and equals the simulator's truth, whichever way the API treats buckets that stick out
+//! of a request's window, with local dates that put each bucket on its site's calendar day.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chrono::{DateTime, Utc};
+use fivetran_source::{
+    schema::SeriesSpec,
+    simulator::{
+        self, Faults, SimulatorHandle, SimulatorOptions,
+        buckets::{SeriesRow, series_truth},
+    },
+};
+
+use crate::support::{
+    Cell, Destination, TestClock, configuration, request_queries, simulator_options,
+    spawn_connector_with_clock, update,
+};
+
+/// Every valid `<data>/<entity>/<grouping>`.
+fn every_series() -> Vec<SeriesSpec> {
+    SeriesSpec::all().collect()
+}
+
+fn now() -> DateTime<Utc> {
+    "2025-11-05T10:20:00Z".parse().unwrap()
+}
+
+const START_DATE: &str = "2025-10-20";
+
+async fn simulator(whole_edge_buckets: bool) -> SimulatorHandle {
+    simulator::spawn(SimulatorOptions {
+        zones: 4,
+        spaces: 2,
+        history_start: format!("{START_DATE}T00:00:00Z").parse().unwrap(),
+        now: now(),
+        outage: None,
+        faults: Faults {
+            whole_edge_buckets,
+            ..Faults::default()
+        },
+        ..simulator_options()
+    })
+    .await
+    .unwrap()
+}
+
+/// The simulator's configuration with `series`, from `START_DATE` in chunks of `chunk_days`.
+fn series_configuration(
+    sim: &SimulatorHandle,
+    series: &[SeriesSpec],
+    chunk_days: &str,
+) -> HashMap<String, String> {
+    let mut config = configuration(sim);
+    config.insert("start_date".into(), START_DATE.into());
+    config.insert("chunk_days".into(), chunk_days.into());
+    let list: Vec<String> = series.iter().map(ToString::to_string).collect();
+    config.insert("series".into(), list.join(", "));
+    config
+}
+
+/// A sync of `series` in chunks of `chunk_days`; the destination after it.
+async fn sync(sim: &SimulatorHandle, series: &[SeriesSpec], chunk_days: &str) -> Destination {
+    let connector = spawn_connector_with_clock(TestClock::new(now())).await;
+    let config = series_configuration(sim, series, chunk_days);
+    let run = update(&connector, config, None, None).await;
+    assert!(run.status.is_none(), "{:?}", run.status);
+    assert!(run.warnings().is_empty(), "{:?}", run.warnings());
+    let mut destination = Destination::default();
+    destination.apply_committed(&run);
+    destination
+}
+
+/// A truth row as the destination should hold it, keyed like a live row.
+fn expected(spec: SeriesSpec, row: &SeriesRow) -> BTreeMap<String, Cell> {
+    let mut cells = BTreeMap::from([
+        (
+            spec.entity.id_column().to_owned(),
+            Cell::Text(row.id.clone()),
+        ),
+        (
+            spec.grouping.bucket_column().to_owned(),
+            Cell::Time(row.bucket),
+        ),
+        ("name".to_owned(), Cell::Text(row.name.clone())),
+        ("sumins".to_owned(), Cell::Long(row.counts.0)),
+        ("sumouts".to_owned(), Cell::Long(row.counts.1)),
+    ]);
+    if let Some(occupancy) = row.occupancy {
+        cells.insert("maxoccupancy".into(), Cell::Long(occupancy.max));
+        cells.insert("minoccupancy".into(), Cell::Long(occupancy.min));
+        cells.insert("avgoccupancy".into(), Cell::Double(occupancy.avg));
+    }
+    if spec.grouping.has_local_date() {
+        cells.insert("local_date".into(), Cell::Date(row.local_date));
+    }
+    cells
+}
+
+fn assert_equals_truth(destination: &Destination, sim: &SimulatorHandle, spec: SeriesSpec) {
+    let from = format!("{START_DATE}T00:00:00Z").parse().unwrap();
+    let truth = series_truth(&sim.dataset, spec, from, sim.now());
+    assert!(!truth.is_empty(), "{spec}");
+    let mut want: Vec<BTreeMap<String, Cell>> =
+        truth.iter().map(|row| expected(spec, row)).collect();
+    let mut got: Vec<BTreeMap<String, Cell>> =
+        destination.live(spec.table_name()).into_values().collect();
+    let order = |a: &BTreeMap<String, Cell>, b: &BTreeMap<String, Cell>| {
+        format!("{a:?}").cmp(&format!("{b:?}"))
+    };
+    want.sort_by(order);
+    got.sort_by(order);
+    assert_eq!(got.len(), want.len(), "{spec}: row count");
+    for (got, want) in got.iter().zip(&want) {
+        assert_eq!(got, want, "{spec}");
+    }
+}
+
+/// Every series the API offers equals the simulator's truth when the API cuts buckets at the
+/// window's edges (sums only the part inside), with weekly chunks cutting local days and
+/// months everywhere.
+#[tokio::test]
+async fn every_series_equals_the_truth_when_edge_buckets_are_cut() {
+    let sim = simulator(false).await;
+    let series = every_series();
+    let destination = sync(&sim, &series, "7").await;
+    for spec in series {
+        assert_equals_truth(&destination, &sim, spec);
+    }
+    // A series request reads on past its window by its longest bucket.
+    let queries = request_queries(&sim, "/api/data/traffic");
+    let day = queries
+        .iter()
+        .find(|query| query["dateGroupings"] == "day" && query["entityType"] == "location")
+        .unwrap();
+    assert!(day["endDate"].ends_with("T01:00:00Z"), "{day:?}");
+}
+
+/// The same when the API returns a sticking-out bucket whole.
+#[tokio::test]
+async fn every_series_equals_the_truth_when_edge_buckets_are_whole() {
+    let sim = simulator(true).await;
+    let series = every_series();
+    let destination = sync(&sim, &series, "7").await;
+    for spec in series {
+        assert_equals_truth(&destination, &sim, spec);
+    }
+}
+
+/// Summing the hourly rows of a location per `local_date` gives the day table's numbers,
+/// the dashboard's daily totals; per UTC day they do not.
+#[tokio::test]
+async fn local_days_of_hourly_rows_add_up_to_the_day_table() {
+    let sim = simulator(false).await;
+    let hourly = SeriesSpec::parse("traffic/location/hour").unwrap();
+    let daily = SeriesSpec::parse("traffic/location/day").unwrap();
+    let destination = sync(&sim, &[hourly, daily], "30").await;
+    let days = destination.live(daily.table_name());
+    let hours = destination.live(hourly.table_name());
+    let mut checked = 0;
+    for day in days.values() {
+        let (Cell::Text(location), Cell::Time(start)) =
+            (&day["location_id"], &day["record_date_day_1"])
+        else {
+            panic!("{day:?}");
+        };
+        let next = days
+            .values()
+            .filter(|d| d["location_id"] == day["location_id"])
+            .filter_map(|d| match d["record_date_day_1"] {
+                Cell::Time(t) if t > *start => Some(t),
+                _ => None,
+            })
+            .min();
+        let Some(next) = next else { continue };
+        let sum: i64 = hours
+            .values()
+            .filter(|h| h["location_id"] == Cell::Text(location.clone()))
+            .filter(|h| matches!(h["record_date_hour_1"], Cell::Time(t) if t >= *start && t < next))
+            .map(|h| match h["sumins"] {
+                Cell::Long(n) => n,
+                _ => 0,
+            })
+            .sum();
+        assert_eq!(Cell::Long(sum), day["sumins"], "{location} {start}");
+        checked += 1;
+    }
+    assert!(checked > 20, "{checked}");
+}
+
+/// Two days later, a sync that resumes from the first one's state re-reads the buckets still
+/// in progress (today's, this month's) and ends equal to the truth; a series added then is
+/// backfilled from `start_date` on its own while the others only re-read their trailing window.
+#[tokio::test]
+async fn buckets_in_progress_are_reread_and_a_series_added_later_is_backfilled_alone() {
+    let sim = simulator(false).await;
+    let clock = TestClock::new(now());
+    let connector = spawn_connector_with_clock(clock.clone()).await;
+    let first: Vec<SeriesSpec> = ["traffic/location/month", "traffic/site/day"]
+        .iter()
+        .map(|text| SeriesSpec::parse(text).unwrap())
+        .collect();
+    let run = update(
+        &connector,
+        series_configuration(&sim, &first, "30"),
+        None,
+        None,
+    )
+    .await;
+    assert!(run.status.is_none(), "{:?}", run.status);
+    let mut destination = Destination::default();
+    destination.apply_committed(&run);
+    let state = run.last_checkpoint().unwrap().to_owned();
+
+    let later = now() + chrono::Duration::days(2);
+    sim.set_now(later);
+    clock.set(later);
+    let added = SeriesSpec::parse("occupancy/location/minute(30)").unwrap();
+    let mut second = first.clone();
+    second.push(added);
+    let requests_before = request_queries(&sim, "/api/data/").len();
+    let run = update(
+        &connector,
+        series_configuration(&sim, &second, "30"),
+        Some(&state),
+        None,
+    )
+    .await;
+    assert!(run.status.is_none(), "{:?}", run.status);
+    destination.apply_committed(&run);
+    for spec in second {
+        assert_equals_truth(&destination, &sim, spec);
+    }
+    let starts: Vec<(String, String)> = request_queries(&sim, "/api/data/")
+        .into_iter()
+        .skip(requests_before)
+        .map(|query| {
+            (
+                query["dateGroupings"].clone(),
+                query["startDate"][..10].to_owned(),
+            )
+        })
+        .collect();
+    assert!(
+        starts.contains(&("minute(30)".into(), START_DATE.into())),
+        "{starts:?}"
+    );
+    // The others re-read only their trailing window: a day (and one more for days that
+    // start the evening before), or for months the month in progress and the one before.
+    for (grouping, first_start) in [
+        ("hour", "2025-11-04"),
+        ("day", "2025-11-03"),
+        ("month", "2025-10-20"),
+    ] {
+        assert!(
+            starts
+                .iter()
+                .filter(|(g, _)| g == grouping)
+                .all(|(_, start)| start.as_str() >= first_start),
+            "{grouping}: {starts:?}"
+        );
+    }
+}
