@@ -143,6 +143,13 @@ pub(crate) struct SimulateArgs {
     /// Data responses carry an object where the list of rows belongs.
     #[arg(long)]
     pub(crate) wrong_shape: bool,
+    /// Series buckets that stick out of a request's window carry their whole value (by
+    /// default only the part inside the window).
+    #[arg(long)]
+    pub(crate) whole_edge_buckets: bool,
+    /// Location objects carry no `timezone` field.
+    #[arg(long)]
+    pub(crate) no_location_timezone: bool,
 }
 
 /// Options of `debug`.

@@ -31,6 +31,7 @@ pub(crate) async fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
         seed: args.seed,
         settle_lag_secs: args.settle_lag_secs,
         outage_backfilled_at: args.outage_backfilled_at,
+        location_timezones: !args.no_location_timezone,
         faults: Faults {
             latency_ms: args.latency_ms,
             server_error_rate: args.error_rate,
@@ -42,6 +43,7 @@ pub(crate) async fn run(args: SimulateArgs) -> anyhow::Result<ExitCode> {
             bad_rows_every: args.bad_rows_every,
             endless_body: args.endless_body,
             wrong_shape: args.wrong_shape,
+            whole_edge_buckets: args.whole_edge_buckets,
             retry_after_secs: args.retry_after_secs,
             retry_after_http_date: args.retry_after_http_date,
             ..Faults::default()

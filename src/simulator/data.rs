@@ -144,6 +144,8 @@ pub struct Dataset {
     outage_backfilled_at: Option<DateTime<Utc>>,
     /// How long after an hour ends its counts reach their final value.
     settle_lag_secs: u64,
+    /// Whether location objects carry `timezone`.
+    location_timezones: bool,
     org_id: String,
     location_ids: Vec<String>,
     site_ids: Vec<String>,
@@ -193,6 +195,7 @@ impl Dataset {
             outage,
             outage_backfilled_at: None,
             settle_lag_secs: 0,
+            location_timezones: true,
             org_id: uuid(seed, SALT_ORG, 0),
             location_ids: (0..LOCATIONS)
                 .map(|i| uuid(seed, SALT_LOCATION, i))
@@ -204,6 +207,13 @@ impl Dataset {
             zone_order,
             space_order,
         }
+    }
+
+    /// Whether location objects carry their `timezone` field.
+    #[must_use]
+    pub fn with_location_timezones(mut self, carried: bool) -> Dataset {
+        self.location_timezones = carried;
+        self
     }
 
     /// Counts of an hour settle only `secs` after the hour ends (late uploads): until then every
@@ -305,6 +315,18 @@ impl Dataset {
 
     /// The `/api/location` objects.
     pub fn locations(&self) -> Vec<Value> {
+        let mut locations = self.location_objects();
+        if !self.location_timezones {
+            for location in &mut locations {
+                if let Some(object) = location.as_object_mut() {
+                    object.remove("timezone");
+                }
+            }
+        }
+        locations
+    }
+
+    fn location_objects(&self) -> Vec<Value> {
         let created = self.history_start - Duration::days(400);
         (0..LOCATIONS)
             .map(|i| {

@@ -50,6 +50,9 @@ pub struct SimulatorOptions {
     /// Keep every data body once rendered and serve it again from memory, so
     /// benchmarks measure the connector rather than the simulator's rendering.
     pub prepared_bodies: bool,
+    /// Whether `/api/location` objects carry `timezone` (an IANA name). The field is inferred
+    /// from a production pipeline, not recorded, so the connector must work without it.
+    pub location_timezones: bool,
     /// The injected failures the server starts with; they can be replaced while it runs.
     pub faults: Faults,
 }
@@ -75,6 +78,7 @@ impl Default for SimulatorOptions {
             outage_backfilled_at: None,
             settle_lag_secs: 0,
             prepared_bodies: false,
+            location_timezones: true,
             faults: Faults::default(),
         }
     }

@@ -151,7 +151,8 @@ impl SimulatorState {
             options.outage,
         )
         .with_settle_lag_secs(options.settle_lag_secs)
-        .with_outage_backfilled_at(options.outage_backfilled_at);
+        .with_outage_backfilled_at(options.outage_backfilled_at)
+        .with_location_timezones(options.location_timezones);
         SimulatorState {
             client_id: options.client_id,
             client_secret: options.client_secret,

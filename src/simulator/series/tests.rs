@@ -87,7 +87,10 @@ async fn invalid_data_requests_are_rejected() {
             good.replace("relativeDate=custom", "relativeDate=today"),
             500,
         ),
-        (good.replace("dateGroupings=hour", "dateGroupings=week"), 400),
+        (
+            good.replace("dateGroupings=hour", "dateGroupings=week"),
+            400,
+        ),
         (good.replace("dateGroupings=hour", "dateGroupings=day"), 200),
         (good.replace("entityType=zone", "entityType=space"), 400),
         (
