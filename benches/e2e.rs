@@ -18,6 +18,9 @@
 //!   also prints its peak heap (what the program holds, without the
 //!   allocator's own page-level behaviour); about 10x slower.
 //!
+//! `--series <data>/<entity>/<grouping>` (with any mode) syncs that series table instead of
+//! the hourly traffic table, e.g. `--series 'traffic/sensor/minute(15)'` (4× the rows).
+//!
 //! The client advertises gzip (`grpc-accept-encoding: gzip`) unless
 //! `--identity-client` is given, so what is measured is what production sees.
 
@@ -37,13 +40,15 @@ use fivetran_source::{
     chunk::{PlanSettings, plan_table},
     config::Config,
     grpc::pb,
-    schema::Table,
+    schema::{SeriesSpec, Table},
     simulator::{self, Faults, SimulatorHandle, SimulatorOptions},
 };
 
 const SERVER: &str = env!("CARGO_BIN_EXE_sensource-connector");
 
 struct Options {
+    /// A series table synced instead of hourly traffic.
+    series: Option<SeriesSpec>,
     zones: usize,
     days: u64,
     repeat: usize,
@@ -91,6 +96,7 @@ impl Peers {
 
 fn parse_args() -> Options {
     let mut options = Options {
+        series: None,
         zones: 380,
         days: 1100,
         repeat: 3,
@@ -117,6 +123,13 @@ fn parse_args() -> Options {
             "--latency" => options.mode = Mode::Latency,
             "--compression" => options.mode = Mode::Compression,
             "--identity-client" => options.peers.client_accepts_gzip = false,
+            "--series" => {
+                options.series = args
+                    .next()
+                    .and_then(|text| SeriesSpec::parse(&text).ok())
+                    .map(Some)
+                    .expect("--series <data>/<entity>/<grouping>")
+            }
             // `cargo bench` passes `--bench`; ignore what is not ours.
             _ => {}
         }
@@ -255,6 +268,7 @@ fn configuration(
     sim: &SimulatorHandle,
     days: u64,
     in_flight: Option<u32>,
+    series: Option<SeriesSpec>,
 ) -> HashMap<String, String> {
     let (history_start, _) = clock(days);
     let mut config: HashMap<String, String> = [
@@ -271,6 +285,9 @@ fn configuration(
     if let Some(in_flight) = in_flight {
         config.insert("max_in_flight_requests".into(), in_flight.to_string());
     }
+    if let Some(series) = series {
+        config.insert("series".into(), series.to_string());
+    }
     config
 }
 
@@ -280,8 +297,12 @@ async fn prepare_bodies(config: &HashMap<String, String>, days: u64) {
     let (_, now) = clock(days);
     let config = Config::from_map(config, now.date_naive()).expect("valid configuration");
     let api = ApiClient::new(&config, &TokenCache::default()).expect("client");
+    let table = config
+        .series
+        .first()
+        .map_or(Table::Traffic, |&spec| Table::Series(spec));
     let plan = plan_table(
-        Table::Traffic,
+        table,
         None,
         PlanSettings {
             start_date: config.start_date,
@@ -291,7 +312,7 @@ async fn prepare_bodies(config: &HashMap<String, String>, days: u64) {
         },
     );
     for chunk in plan {
-        api.open_series(Table::Traffic, chunk.range, &config.traffic_metrics)
+        api.open_series(table, chunk.range, config.metrics_for(table))
             .await
             .expect("request")
             .count_to_end()
@@ -419,6 +440,7 @@ fn massif_peak(path: &str) -> u64 {
 }
 
 async fn measure(config: HashMap<String, String>, heap: bool, peers: Peers) -> Measurement {
+    let series = config.contains_key("series");
     let (mut server, port) = start_server(heap, peers.server_compression);
     let channel = tonic::transport::Channel::from_shared(format!("http://127.0.0.1:{port}"))
         .unwrap()
@@ -439,12 +461,17 @@ async fn measure(config: HashMap<String, String>, heap: bool, peers: Peers) -> M
         selection: Some(pb::Selection {
             selection: Some(pb::selection::Selection::WithoutSchema(
                 pb::TablesWithNoSchema {
-                    tables: vec![pb::TableSelection {
-                        included: false,
-                        table_name: "occupancy".into(),
-                        columns: HashMap::new(),
-                        include_new_columns: false,
-                    }],
+                    // Occupancy is not measured; with a series, hourly traffic is not either.
+                    tables: ["occupancy", "traffic"]
+                        .into_iter()
+                        .take(if series { 2 } else { 1 })
+                        .map(|table| pb::TableSelection {
+                            included: false,
+                            table_name: table.into(),
+                            columns: HashMap::new(),
+                            include_new_columns: false,
+                        })
+                        .collect(),
                     include_new_tables: true,
                 },
             )),
@@ -502,9 +529,10 @@ async fn repeated(
     repeat: usize,
     heap: bool,
     peers: &[Peers],
+    series: Option<SeriesSpec>,
 ) -> Vec<Measurement> {
     let sim = start_simulator(zones, days, 0).await;
-    let config = configuration(&sim, days, None);
+    let config = configuration(&sim, days, None, series);
     let started = Instant::now();
     prepare_bodies(&config, days).await;
     eprintln!(
@@ -541,6 +569,7 @@ fn main() {
                 1,
                 options.heap,
                 &[options.peers],
+                options.series,
             )
             .await[0]
                 .print(&format!("e2e ({})", options.peers.label())),
@@ -562,6 +591,7 @@ fn main() {
                     options.repeat,
                     options.heap,
                     &setups,
+                    options.series,
                 )
                 .await;
                 let per_row = |m: &Measurement| m.server_cpu.as_secs_f64() * 1e6 / m.rows as f64;
@@ -601,6 +631,7 @@ fn main() {
                         options.repeat,
                         options.heap,
                         &[options.peers],
+                        options.series,
                     )
                     .await;
                     for measurement in &measurements {
@@ -642,7 +673,7 @@ fn main() {
                 let mut results = Vec::new();
                 for in_flight in [Some(1), None] {
                     let sim = start_simulator(zones, days, 100).await;
-                    let config = configuration(&sim, days, in_flight);
+                    let config = configuration(&sim, days, in_flight, options.series);
                     let measurement = measure(config, options.heap, options.peers).await;
                     let label = match in_flight {
                         Some(n) => format!("100 ms latency, {n} request in flight"),
