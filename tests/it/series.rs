@@ -148,14 +148,55 @@ async fn every_series_equals_the_truth_when_edge_buckets_are_whole() {
     }
 }
 
-/// Summing the hourly rows of a location per `local_date` gives the day table's numbers,
-/// the dashboard's daily totals; per UTC day they do not.
+/// Sum of `sumins` of `table`'s rows of `location` whose bucket lies in `[from, until)`.
+fn sum_ins(
+    destination: &Destination,
+    table: SeriesSpec,
+    location: &str,
+    from: DateTime<Utc>,
+    until: DateTime<Utc>,
+) -> i64 {
+    destination
+        .live(table.table_name())
+        .values()
+        .filter(|row| row["location_id"] == Cell::Text(location.to_owned()))
+        .filter(|row| {
+            matches!(row[table.grouping.bucket_column()], Cell::Time(t) if t >= from && t < until)
+        })
+        .map(|row| match row["sumins"] {
+            Cell::Long(n) => n,
+            _ => 0,
+        })
+        .sum()
+}
+
+/// Over gRPC, the 15-minute rows of an hour add up to the hour's row, and the hourly rows of
+/// a location's local day to the day table's row: the dashboard's daily totals.
 #[tokio::test]
-async fn local_days_of_hourly_rows_add_up_to_the_day_table() {
+async fn quarters_add_up_to_hours_and_hours_to_local_days() {
     let sim = simulator(false).await;
+    let quarters = SeriesSpec::parse("traffic/location/minute(15)").unwrap();
     let hourly = SeriesSpec::parse("traffic/location/hour").unwrap();
     let daily = SeriesSpec::parse("traffic/location/day").unwrap();
-    let destination = sync(&sim, &[hourly, daily], "30").await;
+    let destination = sync(&sim, &[quarters, hourly, daily], "30").await;
+    let mut hours_checked = 0;
+    for hour in destination.live(hourly.table_name()).values() {
+        let (Cell::Text(location), Cell::Time(start)) =
+            (&hour["location_id"], &hour["record_date_hour_1"])
+        else {
+            panic!("{hour:?}");
+        };
+        let sum = sum_ins(
+            &destination,
+            quarters,
+            location,
+            *start,
+            *start + chrono::Duration::hours(1),
+        );
+        assert_eq!(Cell::Long(sum), hour["sumins"], "{location} {start}");
+        hours_checked += 1;
+    }
+    assert!(hours_checked > 500, "{hours_checked}");
     let days = destination.live(daily.table_name());
     let hours = destination.live(hourly.table_name());
     let mut checked = 0;
