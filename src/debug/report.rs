@@ -215,8 +215,10 @@ impl fmt::Display for DebugReport {
         if self.rows.is_empty() {
             writeln!(f, "  (no tables)")?;
         }
+        // Series table names are long: the column fits the longest.
+        let width = self.rows.keys().map(String::len).max().unwrap_or(0).max(16);
         for (table, count) in &self.rows {
-            writeln!(f, "  {table:<16}{:>12}", thousands(*count))?;
+            writeln!(f, "  {table:<width$}{:>12}", thousands(*count))?;
         }
         write!(f, "State: {}", self.state_path.display())?;
         if let Some(simulator) = &self.simulator {

@@ -43,11 +43,13 @@ pub fn configuration_form() -> pb::ConfigurationFormResponse {
     }
 }
 
-/// The Schema response for a configuration: seven tables, typed columns.
+/// The Schema response for a configuration: the seven fixed tables, then the
+/// configured series tables, with typed columns.
 pub fn schema_response(config: &Config) -> pb::SchemaResponse {
     let tables = Table::ALL
-        .iter()
-        .map(|&table| pb::Table {
+        .into_iter()
+        .chain(config.series.iter().copied().map(Table::Series))
+        .map(|table| pb::Table {
             name: table.name().to_owned(),
             columns: table
                 .columns(config.metrics_for(table))

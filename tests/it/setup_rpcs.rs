@@ -260,6 +260,62 @@ async fn schema_declares_seven_typed_tables() {
     assert_eq!(response.selection_not_supported, Some(false));
 }
 
+/// Configured series are declared too, keyed by entity and bucket, with `local_date` as a
+/// NAIVE_DATE on day and month tables; a bad entry is refused naming it.
+#[tokio::test]
+async fn schema_declares_configured_series_tables() {
+    let mut connector = spawn_connector().await;
+    let configuration = HashMap::from([(
+        "series".to_owned(),
+        "Traffic/Location/Day, occupancy/space/minute(30), traffic/location/day".to_owned(),
+    )]);
+    let Some(pb::schema_response::Response::WithoutSchema(list)) = connector
+        .client
+        .schema(pb::SchemaRequest { configuration })
+        .await
+        .unwrap()
+        .into_inner()
+        .response
+    else {
+        panic!("expected a table list");
+    };
+    let names: Vec<&str> = list.tables.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names.len(), 9, "{names:?}");
+    assert_eq!(
+        &names[7..],
+        ["traffic_location_day", "occupancy_space_minute_30"]
+    );
+    let day = &list.tables[7];
+    let keys: Vec<&str> = day
+        .columns
+        .iter()
+        .filter(|c| c.primary_key)
+        .map(|c| c.name.as_str())
+        .collect();
+    assert_eq!(keys, ["location_id", "record_date_day_1"]);
+    let local_date = day.columns.iter().find(|c| c.name == "local_date").unwrap();
+    assert_eq!(local_date.r#type, pb::DataType::NaiveDate as i32);
+    assert!(
+        list.tables[8]
+            .columns
+            .iter()
+            .all(|c| c.name != "local_date")
+    );
+    let error = connector
+        .client
+        .schema(pb::SchemaRequest {
+            configuration: HashMap::from([("series".to_owned(), "traffic/space/day".to_owned())]),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(error.code(), tonic::Code::InvalidArgument);
+    assert!(
+        error.message().contains("\"traffic/space/day\""),
+        "{}",
+        error.message()
+    );
+}
+
 /// Schema answers without credentials (useful from grpcurl) but rejects bad settings.
 #[tokio::test]
 async fn schema_needs_no_credentials_but_rejects_bad_settings() {
