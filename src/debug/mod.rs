@@ -198,6 +198,7 @@ pub async fn run_debug(options: DebugOptions) -> Result<DebugReport, DebugError>
         state_json: initial_state.clone(),
         rows_by_table: BTreeMap::new(),
         tables_since_checkpoint: BTreeSet::new(),
+        declared: Vec::new(),
         started,
     };
     session.console.line(&format!(
@@ -345,6 +346,26 @@ mod tests {
             report.state_json,
             warehouse::read_state(&folder.path().join(STATE_FILE)).unwrap()
         );
+    }
+
+    /// Tables are created at the first checkpoint, as Fivetran's engine does: a sync that
+    /// fails before it leaves no table behind.
+    #[tokio::test]
+    async fn a_sync_failing_before_its_first_checkpoint_leaves_no_tables() {
+        let folder = tempfile::tempdir().unwrap();
+        let mut options = simulated(folder.path());
+        if let Some(simulator) = options.simulate.as_mut() {
+            simulator.faults.fail_next_requests = 1_000;
+        }
+        options
+            .configuration
+            .insert("max_attempts".to_owned(), "1".to_owned());
+        let report = run_debug(options).await.unwrap();
+        assert!(!report.succeeded(), "{report}");
+        assert_eq!(report.counts.checkpoints, 0);
+        assert!(report.rows.is_empty(), "{report}");
+        let warehouse = Warehouse::open(&folder.path().join(WAREHOUSE_FILE)).unwrap();
+        assert!(warehouse.table_names().is_empty());
     }
 
     #[tokio::test]

@@ -30,6 +30,11 @@ pub(crate) struct Session {
     pub(crate) rows_by_table: BTreeMap<String, u64>,
     /// Tables with records since the last checkpoint.
     pub(crate) tables_since_checkpoint: BTreeSet<String>,
+    /// Declared tables not created yet: as at Fivetran, a declared table is
+    /// created by its first row or at the first flush (checkpoint), never at
+    /// Schema time, so a sync that fails before its first checkpoint leaves
+    /// nothing behind.
+    pub(crate) declared: Vec<TableDef>,
     pub(crate) started: Instant,
 }
 
@@ -43,11 +48,7 @@ impl Session {
         state_json: Option<String>,
         interrupt: Option<Interrupt>,
     ) -> Result<(), SyncFailure> {
-        for table in tester::schema(service, configuration.clone(), &mut self.names).await? {
-            self.ensure_table(&table)?;
-        }
-        // Tables exist from the Schema call on, as at Fivetran, whatever the sync does.
-        self.warehouse.commit()?;
+        self.declared = tester::schema(service, configuration.clone(), &mut self.names).await?;
 
         let mut updates = tester::update(service, configuration, state_json).await?;
         let mut interrupt = interrupt.unwrap_or_else(|| Box::pin(std::future::pending()));
@@ -69,7 +70,7 @@ impl Session {
         }
         // A sync that ended normally keeps the records after its last checkpoint
         // (the state stays at that checkpoint, so they are re-read next time).
-        Ok(self.warehouse.commit()?)
+        self.flush()
     }
 
     fn ensure_table(&mut self, table: &TableDef) -> Result<(), SyncFailure> {
@@ -112,7 +113,8 @@ impl Session {
                 self.counts.schema_changes += 1;
                 self.console
                     .line(&format!("Schema change: {} table(s)", tables.len()));
-                tables.iter().try_for_each(|table| self.ensure_table(table))
+                self.declared.extend(tables);
+                Ok(())
             }
             Event::Checkpoint(state_json) => self.checkpoint(state_json),
             Event::Warning(message) => {
@@ -131,7 +133,30 @@ impl Session {
         }
     }
 
+    /// Creates the declared table `name` if it is still waiting.
+    fn create_declared(&mut self, name: &str) -> Result<(), SyncFailure> {
+        if let Some(position) = self.declared.iter().position(|table| table.name == name) {
+            let table = self.declared.swap_remove(position);
+            self.ensure_table(&table)?;
+        }
+        Ok(())
+    }
+
+    /// Creates every declared table still waiting, then commits.
+    fn flush(&mut self) -> Result<(), SyncFailure> {
+        for table in std::mem::take(&mut self.declared) {
+            self.ensure_table(&table)?;
+        }
+        Ok(self.warehouse.commit()?)
+    }
+
     fn apply_operation(&mut self, operation: Operation) -> Result<(), SyncFailure> {
+        match &operation {
+            Operation::Upsert { table, .. }
+            | Operation::Update { table, .. }
+            | Operation::Delete { table, .. }
+            | Operation::Truncate { table } => self.create_declared(table)?,
+        }
         let (table, applied) = match operation {
             Operation::Upsert { table, row } => {
                 self.counts.upserts += 1;
@@ -170,7 +195,7 @@ impl Session {
     /// Commits everything received so far, then records the state: a crash
     /// between the two only replays rows (upserts make that harmless).
     fn checkpoint(&mut self, state_json: String) -> Result<(), SyncFailure> {
-        self.warehouse.commit()?;
+        self.flush()?;
         warehouse::write_state_atomically(&self.state_path, &state_json).map_err(|source| {
             SyncFailure::StateFile {
                 path: self.state_path.clone(),

@@ -7,6 +7,7 @@
 //! tables carry their plain names.
 
 use std::{
+    borrow::Cow,
     collections::{BTreeMap, HashSet},
     fs,
     io::{self, Write as _},
@@ -428,6 +429,29 @@ impl Warehouse {
         Ok(())
     }
 
+    /// `row` without the NULL values of columns the table does not have: as
+    /// at Fivetran, a column that only ever carried NULL is not created (and
+    /// writing NULL to an absent column changes nothing).
+    fn without_unknown_nulls<'r>(
+        &self,
+        table: &str,
+        row: &'r Row,
+    ) -> Result<Cow<'r, Row>, WarehouseError> {
+        let info = self.info(table)?;
+        let kept = |(column, value): &(&String, &SqlValue)| {
+            !value.is_null() || info.columns.contains(*column)
+        };
+        if row.iter().all(|entry| kept(&entry)) {
+            return Ok(Cow::Borrowed(row));
+        }
+        Ok(Cow::Owned(
+            row.iter()
+                .filter(|entry| kept(entry))
+                .map(|(column, value)| (column.clone(), value.clone()))
+                .collect(),
+        ))
+    }
+
     /// Adds the columns of `row` the table lacks (the connector passes unknown
     /// source fields through), typed from their values.
     fn add_missing_columns(
@@ -535,6 +559,7 @@ impl Warehouse {
     /// An undeclared table, a NULL or missing key, or SQLite failing.
     pub fn upsert(&mut self, table: &str, row: &Row) -> Result<Applied, WarehouseError> {
         self.check_key("UPSERT", table, row)?;
+        let row = &self.without_unknown_nulls(table, row)?;
         self.begin()?;
         let added_columns = self.add_missing_columns(table, row)?;
         let synced = self.next_synced();
@@ -559,17 +584,23 @@ impl Warehouse {
         )
     }
 
-    /// UPDATE: sets only the given columns of the row with this key; does
-    /// nothing when that row is absent.
+    /// UPDATE: sets only the given columns of the row with this key, and
+    /// revives it if it was soft-deleted; does nothing when that row is absent.
     ///
     /// # Errors
     /// An undeclared table, a NULL or missing key, or SQLite failing.
     pub fn update(&mut self, table: &str, row: &Row) -> Result<Applied, WarehouseError> {
         let key = self.key_of("UPDATE", table, row)?;
+        let row = &self.without_unknown_nulls(table, row)?;
         self.begin()?;
         let added_columns = self.add_missing_columns(table, row)?;
         let synced = self.next_synced();
-        let mut sql = format!("UPDATE {} SET ", quote(table));
+        // As Fivetran does, an update also revives a soft-deleted row.
+        let mut sql = format!(
+            "UPDATE {} SET {} = 0, ",
+            quote(table),
+            quote(DELETED_COLUMN)
+        );
         let mut values: Vec<&SqlValue> = Vec::with_capacity(row.len() + 1);
         for (column, value) in row.iter().filter(|(column, _)| !key.contains(column)) {
             sql.push_str(&format!("{} = ?, ", quote(column)));

@@ -350,3 +350,61 @@ fn state_is_written_atomically() {
         Some(r#"{"version":2}"#)
     );
 }
+
+/// As at Fivetran, an UPDATE of a soft-deleted row revives it and changes only its columns.
+#[test]
+fn update_revives_a_deleted_row_and_changes_only_its_columns() {
+    let mut warehouse = warehouse();
+    let key = row(&[("zone_id", text("z1"))]);
+    warehouse
+        .upsert(
+            "zone",
+            &row(&[
+                ("zone_id", text("z1")),
+                ("name", text("Door")),
+                ("capacity", SqlValue::Integer(5)),
+            ]),
+        )
+        .unwrap();
+    warehouse.delete("zone", &key).unwrap();
+    assert_eq!(warehouse.live_row_count("zone").unwrap(), 0);
+    warehouse
+        .update(
+            "zone",
+            &row(&[("zone_id", text("z1")), ("capacity", SqlValue::Integer(7))]),
+        )
+        .unwrap();
+    let rows = warehouse.live_rows("zone").unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0]["name"], text("Door"));
+    assert_eq!(rows[0]["capacity"], SqlValue::Integer(7));
+    assert!(!deleted(&rows[0]));
+}
+
+/// An undeclared column that only ever carried NULL is not created; one value creates it.
+#[test]
+fn undeclared_columns_that_only_carry_null_are_not_created() {
+    let mut warehouse = warehouse();
+    warehouse
+        .upsert(
+            "zone",
+            &row(&[("zone_id", text("z1")), ("extra", SqlValue::Null)]),
+        )
+        .unwrap();
+    warehouse
+        .update(
+            "zone",
+            &row(&[("zone_id", text("z1")), ("other", SqlValue::Null)]),
+        )
+        .unwrap();
+    let rows = warehouse.live_rows("zone").unwrap();
+    assert!(!rows[0].contains_key("extra") && !rows[0].contains_key("other"));
+    warehouse
+        .upsert(
+            "zone",
+            &row(&[("zone_id", text("z2")), ("extra", SqlValue::Integer(1))]),
+        )
+        .unwrap();
+    let rows = warehouse.live_rows("zone").unwrap();
+    assert!(rows.iter().all(|row| row.contains_key("extra")));
+}
