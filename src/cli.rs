@@ -38,6 +38,9 @@ pub(crate) enum Command {
     Simulate(SimulateArgs),
     /// Run a full sync into a local SQLite warehouse, like `fivetran debug`.
     Debug(DebugArgs),
+    /// Run ConfigurationForm and, with `--test`, the connection test against a configuration
+    /// file, like `fivetran configuration --test`.
+    Configuration(ConfigurationArgs),
     /// Delete the local warehouse and state (`files/`).
     Reset {
         /// Do not ask for confirmation.
@@ -156,17 +159,28 @@ pub(crate) struct SimulateArgs {
 #[derive(Debug, Args)]
 pub(crate) struct DebugArgs {
     /// Configuration file: a JSON object of strings.
-    #[arg(long, default_value = "configuration.json")]
+    #[arg(
+        long,
+        env = "FIVETRAN_CONFIGURATION",
+        default_value = "configuration.json"
+    )]
     pub(crate) configuration: PathBuf,
-    /// State file to resume from and to write (default: `files/state.json`).
-    #[arg(long)]
+    /// State file to resume from and to write (default: `files/state.json`); a file named
+    /// here must exist.
+    #[arg(long, env = "FIVETRAN_STATE")]
     pub(crate) state: Option<PathBuf>,
     /// Start the built-in simulator and point the configuration at it: no
     /// credentials or configuration file needed.
     #[arg(long)]
     pub(crate) simulate: bool,
-    /// How table and column names appear in the warehouse.
-    #[arg(long, value_enum, default_value_t = Naming::Fivetran)]
+    /// How table and column names appear in the warehouse (case-insensitive).
+    #[arg(
+        long,
+        env = "FIVETRAN_NAMING",
+        value_enum,
+        ignore_case = true,
+        default_value_t = Naming::Fivetran
+    )]
     pub(crate) naming: Naming,
     /// Folder for `warehouse.db` and `state.json`.
     #[arg(long, default_value = "files")]
@@ -174,6 +188,21 @@ pub(crate) struct DebugArgs {
     /// Also print the connector's own log lines (to stderr).
     #[arg(long)]
     pub(crate) verbose: bool,
+}
+
+/// Options of `configuration`.
+#[derive(Debug, Args)]
+pub(crate) struct ConfigurationArgs {
+    /// Configuration file: a JSON object of strings.
+    #[arg(
+        long,
+        env = "FIVETRAN_CONFIGURATION",
+        default_value = "configuration.json"
+    )]
+    pub(crate) configuration: PathBuf,
+    /// Also run the form's connection test against the configuration.
+    #[arg(long)]
+    pub(crate) test: bool,
 }
 
 /// Destination naming mode (`debug::Naming`, as a command-line value).
@@ -210,6 +239,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Some(Command::Simulate(args)) => runtime.block_on(commands::simulate::run(args)),
         Some(Command::Debug(args)) => runtime.block_on(commands::debug::run(args)),
+        Some(Command::Configuration(args)) => runtime.block_on(commands::configuration::run(args)),
         Some(Command::Reset { yes, files }) => commands::reset::run(&files, yes),
     }
 }

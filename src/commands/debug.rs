@@ -29,6 +29,15 @@ pub(crate) async fn run(args: DebugArgs) -> anyhow::Result<ExitCode> {
     };
     telemetry::init(std::io::stderr, level, env!("CARGO_CRATE_NAME"));
 
+    if let Some(state) = &args.state
+        && !state.is_file()
+    {
+        anyhow::bail!(
+            "the state file {} does not exist: name an existing file, or leave --state out to use {}",
+            state.display(),
+            args.files.join(debug::STATE_FILE).display()
+        );
+    }
     let configuration = debug::load_configuration(&args.configuration, args.simulate)
         .context("cannot load the configuration")?;
     let mut options = DebugOptions::new(&args.files);

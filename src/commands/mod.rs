@@ -2,6 +2,7 @@
 //! knows nothing of them. Together with `main` they are the only code that
 //! uses `anyhow`: they report errors to a human and exit.
 
+pub(crate) mod configuration;
 pub(crate) mod debug;
 pub(crate) mod reset;
 pub(crate) mod serve;

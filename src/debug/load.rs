@@ -22,16 +22,16 @@ pub enum ConfigurationFileError {
     /// JSON, but not an object.
     #[error("must be a JSON object of strings")]
     NotAnObject,
-    /// A value that is not a string, number or boolean.
-    #[error("`{key}` must be a string (numbers and booleans are accepted too)")]
+    /// A value that is not a string: Fivetran sends every value as text, so a
+    /// file that works here works there.
+    #[error("`{key}` must be a string, as Fivetran sends every value (write \"7\", not 7)")]
     NotAString {
         /// The key.
         key: String,
     },
 }
 
-/// Parses `configuration.json`: a JSON object whose values are strings;
-/// numbers and booleans are accepted as their text.
+/// Parses `configuration.json`: a JSON object whose values are all strings.
 ///
 /// # Errors
 /// Invalid JSON, not an object, or a value of another kind (naming its key).
@@ -43,11 +43,11 @@ pub fn parse_configuration(text: &str) -> Result<HashMap<String, String>, Config
         .into_iter()
         .map(|(key, value)| match value {
             Value::String(text) => Ok((key, text)),
-            Value::Number(number) => Ok((key, number.to_string())),
-            Value::Bool(flag) => Ok((key, flag.to_string())),
-            Value::Null | Value::Array(_) | Value::Object(_) => {
-                Err(ConfigurationFileError::NotAString { key })
-            }
+            Value::Number(_)
+            | Value::Bool(_)
+            | Value::Null
+            | Value::Array(_)
+            | Value::Object(_) => Err(ConfigurationFileError::NotAString { key }),
         })
         .collect()
 }
@@ -122,15 +122,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn configuration_accepts_strings_numbers_and_booleans() {
-        let parsed =
-            parse_configuration(r#"{"client_id":"a","chunk_days":7,"flag":true}"#).unwrap();
+    fn configuration_is_an_object_of_strings_and_other_values_are_named() {
+        let parsed = parse_configuration(r#"{"client_id":"a","chunk_days":"7"}"#).unwrap();
         assert_eq!(parsed["client_id"], "a");
         assert_eq!(parsed["chunk_days"], "7");
-        assert_eq!(parsed["flag"], "true");
-        let error =
-            parse_configuration(r#"{"client_secret":"s","lookback_days":null}"#).unwrap_err();
-        assert!(error.to_string().contains("`lookback_days`"), "{error}");
+        for (text, key) in [
+            (
+                r#"{"client_secret":"s","lookback_days":null}"#,
+                "`lookback_days`",
+            ),
+            (r#"{"chunk_days":7}"#, "`chunk_days`"),
+            (r#"{"flag":true}"#, "`flag`"),
+        ] {
+            let error = parse_configuration(text).unwrap_err().to_string();
+            assert!(error.contains(key), "{error}");
+            assert!(!error.contains("\"s\""), "{error}");
+        }
         assert!(matches!(
             parse_configuration("[1]"),
             Err(ConfigurationFileError::NotAnObject)

@@ -11,6 +11,7 @@
 //! - [`warehouse`]: the SQLite warehouse and the state file.
 //! - [`report`]: counts, outcome and the summary; [`Console`]: progress lines.
 
+mod check;
 mod console;
 mod load;
 pub mod report;
@@ -27,12 +28,13 @@ use std::{
     time::Instant,
 };
 
+pub use check::{ConfigurationCheck, check_configuration};
 pub use console::Console;
 pub use load::{ConfigurationFileError, load_configuration, parse_configuration};
 pub use report::{DebugReport, OperationCounts, Outcome, SimulatorSummary, SyncFailure};
 use session::Session;
 use tester::Names;
-pub use tester::Naming;
+pub use tester::{FormField, Naming};
 use warehouse::{Warehouse, WarehouseError};
 
 use crate::{
@@ -107,6 +109,13 @@ impl DebugOptions {
             interrupt: None,
         }
     }
+}
+
+/// A JSON text on one line (as it is when the connector wrote it); text that is not JSON
+/// is shown as it is.
+pub(crate) fn compact(json: &str) -> String {
+    serde_json::from_str::<serde_json::Value>(json)
+        .map_or_else(|_| json.trim().to_owned(), |value| value.to_string())
 }
 
 /// Why a debug sync could not even start (a failed sync is a [`DebugReport`]).
@@ -211,6 +220,12 @@ pub async fn run_debug(options: DebugOptions) -> Result<DebugReport, DebugError>
             "fresh start"
         }
     ));
+    // Like `fivetran debug`, say where the sync starts from.
+    if let Some(state) = &initial_state {
+        session
+            .console
+            .line(&format!("Previous state: {}", compact(state)));
+    }
 
     let simulator = match simulate {
         Some(options) => {

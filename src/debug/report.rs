@@ -16,7 +16,7 @@ pub struct OperationCounts {
     pub deletes: u64,
     /// TRUNCATE records.
     pub truncates: u64,
-    /// SchemaChange messages.
+    /// Tables declared by Schema and by SchemaChange messages.
     pub schema_changes: u64,
     /// Checkpoints (each one committed).
     pub checkpoints: u64,
@@ -220,7 +220,12 @@ impl fmt::Display for DebugReport {
         for (table, count) in &self.rows {
             writeln!(f, "  {table:<width$}{:>12}", thousands(*count))?;
         }
-        write!(f, "State: {}", self.state_path.display())?;
+        writeln!(f, "State: {}", self.state_path.display())?;
+        write!(
+            f,
+            "Open the warehouse with the sqlite3 shell: sqlite3 {} (apt-get install sqlite3)",
+            self.warehouse_path.display()
+        )?;
         if let Some(simulator) = &self.simulator {
             write!(
                 f,

@@ -49,6 +49,8 @@ impl Session {
         interrupt: Option<Interrupt>,
     ) -> Result<(), SyncFailure> {
         self.declared = tester::schema(service, configuration.clone(), &mut self.names).await?;
+        // Like `fivetran debug`, "Schema changes" counts the tables Schema declared.
+        self.counts.schema_changes += self.declared.len() as u64;
 
         let mut updates = tester::update(service, configuration, state_json).await?;
         let mut interrupt = interrupt.unwrap_or_else(|| Box::pin(std::future::pending()));
@@ -110,7 +112,7 @@ impl Session {
                 .into_iter()
                 .try_for_each(|operation| self.apply_operation(operation)),
             Event::SchemaChange(tables) => {
-                self.counts.schema_changes += 1;
+                self.counts.schema_changes += tables.len() as u64;
                 self.console
                     .line(&format!("Schema change: {} table(s)", tables.len()));
                 self.declared.extend(tables);
@@ -202,6 +204,7 @@ impl Session {
                 source,
             }
         })?;
+        let state_json_shown = state_json.clone();
         self.state_json = Some(state_json);
         self.counts.checkpoints += 1;
 
@@ -228,13 +231,13 @@ impl Session {
                 thousands(rate)
             ),
             &format!(
-                "Checkpoint {}: {} rows so far{}",
-                self.counts.checkpoints,
+                "checkpoint recorded: {} ({} rows so far{})",
+                super::compact(&state_json_shown),
                 thousands(rows),
                 if per_table.is_empty() {
                     String::new()
                 } else {
-                    format!(" ({})", per_table.join(", "))
+                    format!(": {}", per_table.join(", "))
                 }
             ),
         );

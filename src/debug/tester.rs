@@ -54,6 +54,71 @@ pub(crate) async fn schema(
     schema_tables(&response, names)
 }
 
+/// One field of the setup form, free of protobuf.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FormField {
+    /// The configuration key.
+    pub name: String,
+    /// The label users see.
+    pub label: String,
+    /// Whether the form marks it required.
+    pub required: bool,
+    /// Whether the form masks it (a password field).
+    pub secret: bool,
+}
+
+/// Calls ConfigurationForm: the fields and the tests it declares (name, label).
+pub(crate) async fn configuration_form(
+    service: &ConnectorService,
+) -> Result<(Vec<FormField>, Vec<(String, String)>), StatusText> {
+    let form = service
+        .configuration_form(Request::new(pb::ConfigurationFormRequest {}))
+        .await
+        .map_err(|status| status_text(&status))?
+        .into_inner();
+    let fields = form
+        .fields
+        .into_iter()
+        .map(|field| FormField {
+            secret: matches!(
+                field.r#type,
+                Some(pb::form_field::Type::TextField(kind)) if kind == pb::TextField::Password as i32
+            ),
+            required: field.required.unwrap_or(false),
+            name: field.name,
+            label: field.label,
+        })
+        .collect();
+    let tests = form
+        .tests
+        .into_iter()
+        .map(|test| (test.name, test.label))
+        .collect();
+    Ok((fields, tests))
+}
+
+/// Calls Test `name` with `configuration`: `Ok` or the failure the form would show.
+pub(crate) async fn run_test(
+    service: &ConnectorService,
+    name: &str,
+    configuration: HashMap<String, String>,
+) -> Result<(), String> {
+    let response = service
+        .test(Request::new(pb::TestRequest {
+            name: name.to_owned(),
+            configuration,
+        }))
+        .await
+        .map_err(|status| status_text(&status).to_string())?
+        .into_inner();
+    match response.response {
+        Some(pb::test_response::Response::Success(true)) => Ok(()),
+        Some(pb::test_response::Response::Success(false)) => Err("the test did not pass".into()),
+        Some(pb::test_response::Response::Failure(message)) => Err(message),
+        None => Err("the connector answered without a result".into()),
+    }
+}
+
 /// An Update in progress, read as [`Event`]s.
 pub(crate) struct Updates {
     stream: UpdateStream,

@@ -108,6 +108,111 @@ async fn debug_run_fills_the_warehouse_with_the_simulator_data() {
     assert_eq!(state["tables"]["traffic"]["from"], "2025-01-01");
 }
 
+/// Output like `fivetran debug`: each checkpoint's state, the previous state on a resumed
+/// run, the tables Schema declared as schema changes, and a hint naming the tool that opens
+/// the warehouse; `FIVETRAN_CONFIGURATION` and `FIVETRAN_NAMING` (any case) stand in for
+/// the flags.
+#[tokio::test]
+async fn debug_output_and_environment_follow_fivetran_debug() {
+    let sim = spawn_simulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config_path = dir.path().join("elsewhere.json");
+    std::fs::write(
+        &config_path,
+        serde_json::to_string(&debug_configuration(&sim)).unwrap(),
+    )
+    .unwrap();
+    let run = |naming: &'static str| {
+        let dir = dir.path().to_owned();
+        let config_path = config_path.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(BINARY)
+                .arg("debug")
+                .env("FIVETRAN_CONFIGURATION", &config_path)
+                .env("FIVETRAN_NAMING", naming)
+                .current_dir(dir)
+                .stdin(Stdio::null())
+                .output()
+                .unwrap()
+        })
+    };
+    let first = run("FIVETRAN").await.unwrap();
+    let printed = text(&first);
+    assert!(first.status.success(), "{printed}");
+    assert!(
+        printed.contains("checkpoint recorded: {\"tables\""),
+        "{printed}"
+    );
+    assert!(!printed.contains("Previous state"), "{printed}");
+    let schema_changes = printed
+        .lines()
+        .find(|line| line.trim_start().starts_with("Schema changes"))
+        .unwrap();
+    assert!(
+        schema_changes.trim_end().ends_with(" 7"),
+        "{schema_changes}"
+    );
+    assert!(printed.contains("sqlite3 files/warehouse.db"), "{printed}");
+    let second = run("source").await.unwrap();
+    let printed = text(&second);
+    assert!(second.status.success(), "{printed}");
+    assert!(printed.contains("Previous state: {\"tables\""), "{printed}");
+}
+
+/// A configuration file must hold strings only, and a state file named on the command line
+/// must exist: both refused with a message naming what is wrong.
+#[tokio::test]
+async fn debug_refuses_non_string_values_and_a_missing_named_state() {
+    let sim = spawn_simulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = serde_json::to_value(debug_configuration(&sim)).unwrap();
+    config["chunk_days"] = serde_json::json!(7);
+    std::fs::write(dir.path().join("configuration.json"), config.to_string()).unwrap();
+    let output = run_binary(dir.path(), &["debug"]).await;
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("`chunk_days` must be a string"),
+        "{}",
+        text(&output)
+    );
+    write_configuration(dir.path(), &debug_configuration(&sim));
+    let output = run_binary(dir.path(), &["debug", "--state", "missing.json"]).await;
+    assert!(!output.status.success());
+    assert!(
+        text(&output).contains("missing.json does not exist"),
+        "{}",
+        text(&output)
+    );
+}
+
+/// `configuration --test` shows the form and runs its connection test, like
+/// `fivetran configuration --test`: PASSED exits 0, a refused secret FAILED exits 1.
+#[tokio::test]
+async fn configuration_test_runs_the_form_and_its_test() {
+    let sim = spawn_simulator().await;
+    let dir = tempfile::tempdir().unwrap();
+    write_configuration(dir.path(), &debug_configuration(&sim));
+    let output = run_binary(dir.path(), &["configuration", "--test"]).await;
+    let printed = text(&output);
+    assert!(output.status.success(), "{printed}");
+    assert!(
+        printed.contains("client_secret") && printed.contains("(secret)"),
+        "{printed}"
+    );
+    assert!(printed.contains(": PASSED"), "{printed}");
+    let mut wrong = debug_configuration(&sim);
+    wrong.insert("client_secret".into(), "wrong-secret-canary".into());
+    write_configuration(dir.path(), &wrong);
+    let output = run_binary(dir.path(), &["configuration", "--test"]).await;
+    let printed = text(&output);
+    assert!(!output.status.success(), "{printed}");
+    assert!(
+        printed.contains(": FAILED") && printed.contains("client_secret"),
+        "{printed}"
+    );
+    assert_no_secrets(&printed, "wrong-secret-canary");
+}
+
 /// A run that fails midway keeps exactly the rows of its checkpoints and the
 /// matching state; the next run resumes and completes.
 #[tokio::test]
