@@ -192,10 +192,17 @@ pub async fn run_debug(options: DebugOptions) -> Result<DebugReport, DebugError>
         source,
     })?;
     let warehouse_path = files_dir.join(WAREHOUSE_FILE);
-    let warehouse = Warehouse::open(&warehouse_path).map_err(|source| DebugError::Warehouse {
-        path: warehouse_path.clone(),
-        source,
-    })?;
+    let mut warehouse =
+        Warehouse::open(&warehouse_path).map_err(|source| DebugError::Warehouse {
+            path: warehouse_path.clone(),
+            source,
+        })?;
+    warehouse
+        .remember_naming(naming.name())
+        .map_err(|source| DebugError::Warehouse {
+            path: warehouse_path.clone(),
+            source,
+        })?;
 
     let mut session = Session {
         warehouse,

@@ -216,6 +216,16 @@ pub enum Naming {
     Source,
 }
 
+impl Naming {
+    /// The mode's name, as `--naming` takes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Naming::Fivetran => "fivetran",
+            Naming::Source => "source",
+        }
+    }
+}
+
 /// Applies the naming mode, remembering results: the same few names arrive
 /// in every one of many thousands of records.
 #[derive(Debug)]

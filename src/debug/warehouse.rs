@@ -16,7 +16,7 @@ use std::{
 
 use chrono::{DateTime, SubsecRound as _, TimeDelta, Utc};
 use rusqlite::{
-    Connection, ToSql, params_from_iter,
+    Connection, OptionalExtension as _, ToSql, params_from_iter,
     types::{ToSqlOutput, ValueRef},
 };
 
@@ -178,6 +178,28 @@ pub enum WarehouseError {
         /// The key column.
         column: String,
     },
+    /// The declared primary key differs from the one the table was created with.
+    #[error(
+        "the primary key of `{table}` changed from ({was}) to ({now}) since the table was created: run `sensource-connector reset` and sync again"
+    )]
+    PrimaryKeyChanged {
+        /// The table.
+        table: String,
+        /// The key the table has.
+        was: String,
+        /// The key declared now.
+        now: String,
+    },
+    /// The warehouse was created with another naming mode.
+    #[error(
+        "this warehouse was created with --naming {was}; a warehouse keeps its first naming mode (run `sensource-connector reset` to start over with --naming {now})"
+    )]
+    NamingChanged {
+        /// The mode recorded on the first run.
+        was: String,
+        /// The mode asked for now.
+        now: String,
+    },
     /// A connector may not write Fivetran's own columns.
     #[error("table `{table}`: column `{column}` is reserved for Fivetran")]
     ReservedColumn {
@@ -297,6 +319,40 @@ impl Warehouse {
         Ok(())
     }
 
+    /// Records the naming mode on the first run and refuses another one
+    /// later, as Fivetran keeps a connection's first naming strategy (in a
+    /// `_fivetran_metadata` table beside the data, as its engine does).
+    ///
+    /// # Errors
+    /// [`WarehouseError::NamingChanged`], or SQLite failing.
+    pub fn remember_naming(&mut self, naming: &str) -> Result<(), WarehouseError> {
+        self.connection.execute_batch(
+            "CREATE TABLE IF NOT EXISTS _fivetran_metadata (key TEXT PRIMARY KEY, value TEXT)",
+        )?;
+        let recorded: Option<String> = self
+            .connection
+            .query_row(
+                "SELECT value FROM _fivetran_metadata WHERE key = 'naming_strategy'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()?;
+        match recorded {
+            Some(was) if was != naming => Err(WarehouseError::NamingChanged {
+                was,
+                now: naming.to_owned(),
+            }),
+            Some(_) => Ok(()),
+            None => {
+                self.connection.execute(
+                    "INSERT INTO _fivetran_metadata (key, value) VALUES ('naming_strategy', ?1)",
+                    [naming],
+                )?;
+                Ok(())
+            }
+        }
+    }
+
     /// The managed tables, sorted by name.
     pub fn table_names(&self) -> Vec<String> {
         self.tables.keys().cloned().collect()
@@ -356,6 +412,24 @@ impl Warehouse {
         }
         self.begin()?;
         if let Some(info) = self.tables.get(&table.name) {
+            let declared_key: Vec<&String> = table
+                .columns
+                .iter()
+                .filter(|column| column.primary_key)
+                .map(|column| &column.name)
+                .collect();
+            if !declared_key.is_empty() && declared_key.iter().copied().ne(info.primary_key.iter())
+            {
+                return Err(WarehouseError::PrimaryKeyChanged {
+                    table: table.name.clone(),
+                    was: info.primary_key.join(", "),
+                    now: declared_key
+                        .iter()
+                        .map(|name| name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                });
+            }
             let missing: Vec<(String, SqlType)> = table
                 .columns
                 .iter()

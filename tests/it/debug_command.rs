@@ -111,7 +111,7 @@ async fn debug_run_fills_the_warehouse_with_the_simulator_data() {
 /// Output like `fivetran debug`: each checkpoint's state, the previous state on a resumed
 /// run, the tables Schema declared as schema changes, and a hint naming the tool that opens
 /// the warehouse; `FIVETRAN_CONFIGURATION` and `FIVETRAN_NAMING` (any case) stand in for
-/// the flags.
+/// the flags, and the first run's naming mode is kept.
 #[tokio::test]
 async fn debug_output_and_environment_follow_fivetran_debug() {
     let sim = spawn_simulator().await;
@@ -153,10 +153,18 @@ async fn debug_output_and_environment_follow_fivetran_debug() {
         "{schema_changes}"
     );
     assert!(printed.contains("sqlite3 files/warehouse.db"), "{printed}");
-    let second = run("source").await.unwrap();
+    let second = run("fivetran").await.unwrap();
     let printed = text(&second);
     assert!(second.status.success(), "{printed}");
     assert!(printed.contains("Previous state: {\"tables\""), "{printed}");
+    // The first run's naming mode is kept; another one is refused, saying so.
+    let third = run("source").await.unwrap();
+    let printed = text(&third);
+    assert!(!third.status.success(), "{printed}");
+    assert!(
+        printed.contains("created with --naming fivetran"),
+        "{printed}"
+    );
 }
 
 /// A configuration file must hold strings only, and a state file named on the command line

@@ -408,3 +408,35 @@ fn undeclared_columns_that_only_carry_null_are_not_created() {
     let rows = warehouse.live_rows("zone").unwrap();
     assert!(rows.iter().all(|row| row.contains_key("extra")));
 }
+
+/// A declared primary key that differs from the table's fails, saying to reset.
+#[test]
+fn a_changed_primary_key_fails_and_says_to_reset() {
+    let mut warehouse = warehouse();
+    let mut changed = zone_table();
+    for column in &mut changed.columns {
+        column.primary_key = column.name == "name";
+    }
+    let error = warehouse.ensure_table(&changed).unwrap_err().to_string();
+    assert!(error.contains("(zone_id) to (name)"), "{error}");
+    assert!(error.contains("reset"), "{error}");
+    // The same key again is fine.
+    assert_eq!(
+        warehouse.ensure_table(&zone_table()).unwrap(),
+        TableChange::Unchanged
+    );
+}
+
+/// The first naming mode is recorded beside the data and a different one refused.
+#[test]
+fn the_first_naming_mode_is_kept() {
+    let (_folder, path, mut warehouse) = file_warehouse_with_zone("z1");
+    warehouse.remember_naming("fivetran").unwrap();
+    drop(warehouse);
+    let mut reopened = Warehouse::open(&path).unwrap();
+    reopened.remember_naming("fivetran").unwrap();
+    let error = reopened.remember_naming("source").unwrap_err().to_string();
+    assert!(error.contains("--naming fivetran"), "{error}");
+    // The metadata table is not one of the synced tables.
+    assert_eq!(reopened.table_names(), ["zone"]);
+}
