@@ -12,7 +12,7 @@ use super::{
     Console, Interrupt, SHOWN_WARNINGS,
     report::{OperationCounts, SyncFailure, thousands},
     tester::{self, Event, Names, Operation},
-    warehouse::{self, Applied, TableChange, TableDef, Warehouse},
+    warehouse::{self, Applied, ID_COLUMN, SqlValue, TableChange, TableDef, Warehouse, row_id},
 };
 use crate::grpc::service::ConnectorService;
 
@@ -135,30 +135,61 @@ impl Session {
         }
     }
 
-    /// Creates the declared table `name` if it is still waiting.
+    /// Creates the declared table `name` if it is still waiting. A declared
+    /// table without a key is created by its first row instead.
     fn create_declared(&mut self, name: &str) -> Result<(), SyncFailure> {
         if let Some(position) = self.declared.iter().position(|table| table.name == name) {
             let table = self.declared.swap_remove(position);
-            self.ensure_table(&table)?;
+            if has_key(&table) {
+                self.ensure_table(&table)?;
+            }
         }
         Ok(())
     }
 
-    /// Creates every declared table still waiting, then commits.
+    /// Creates every declared table still waiting (but keyless ones), then commits.
     fn flush(&mut self) -> Result<(), SyncFailure> {
         for table in std::mem::take(&mut self.declared) {
-            self.ensure_table(&table)?;
+            if has_key(&table) {
+                self.ensure_table(&table)?;
+            } else {
+                self.declared.push(table);
+            }
         }
         Ok(self.warehouse.commit()?)
     }
 
-    fn apply_operation(&mut self, operation: Operation) -> Result<(), SyncFailure> {
-        match &operation {
-            Operation::Upsert { table, .. }
-            | Operation::Update { table, .. }
-            | Operation::Delete { table, .. }
-            | Operation::Truncate { table } => self.create_declared(table)?,
+    /// As Fivetran does, a table with no declared key (or one Schema never
+    /// declared) is keyed by `_fivetran_id`, a hash of the row: an UPSERT
+    /// creates it from its row; other operations on a table that does not
+    /// exist do nothing.
+    fn key_keyless(&mut self, mut operation: Operation) -> Result<Option<Operation>, SyncFailure> {
+        let name = operation_table(&operation).to_owned();
+        if !self.warehouse.has_table(&name) {
+            let Operation::Upsert { row, .. } = &operation else {
+                return Ok(None);
+            };
+            if self.warehouse.create_keyless(&name, row)? == TableChange::Created {
+                self.console
+                    .line(&format!("Created table {name} (keyed by {ID_COLUMN})"));
+            }
         }
+        if self.warehouse.is_keyless(&name)
+            && let Operation::Upsert { row, .. }
+            | Operation::Update { row, .. }
+            | Operation::Delete { row, .. } = &mut operation
+        {
+            let id = row_id(row);
+            row.insert(ID_COLUMN.to_owned(), SqlValue::Text(id));
+        }
+        Ok(Some(operation))
+    }
+
+    fn apply_operation(&mut self, operation: Operation) -> Result<(), SyncFailure> {
+        self.create_declared(operation_table(&operation))?;
+        let Some(operation) = self.key_keyless(operation)? else {
+            return Ok(());
+        };
         let (table, applied) = match operation {
             Operation::Upsert { table, row } => {
                 self.counts.upserts += 1;
@@ -242,5 +273,105 @@ impl Session {
             ),
         );
         Ok(())
+    }
+}
+
+fn has_key(table: &TableDef) -> bool {
+    table.columns.iter().any(|column| column.primary_key)
+}
+
+fn operation_table(operation: &Operation) -> &str {
+    match operation {
+        Operation::Upsert { table, .. }
+        | Operation::Update { table, .. }
+        | Operation::Delete { table, .. }
+        | Operation::Truncate { table } => table,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::debug::{
+        tester::Naming,
+        warehouse::{ColumnDef, Row, SqlType},
+    };
+
+    fn session() -> Session {
+        Session {
+            warehouse: Warehouse::open_in_memory().unwrap(),
+            console: Console::silent(),
+            names: Names::new(Naming::Fivetran),
+            state_path: std::env::temp_dir().join("unused-state.json"),
+            counts: OperationCounts::default(),
+            warnings: Vec::new(),
+            state_json: None,
+            rows_by_table: BTreeMap::new(),
+            tables_since_checkpoint: BTreeSet::new(),
+            declared: Vec::new(),
+            started: Instant::now(),
+        }
+    }
+
+    fn row(pairs: &[(&str, &str)]) -> Row {
+        pairs
+            .iter()
+            .map(|(column, value)| ((*column).to_owned(), SqlValue::Text((*value).to_owned())))
+            .collect()
+    }
+
+    /// Records for a table Schema did not declare, or declared without a key, go to a
+    /// table keyed by `_fivetran_id`, a hash of the row; other operations on a table that
+    /// does not exist do nothing.
+    #[test]
+    fn keyless_and_undeclared_tables_are_keyed_by_a_row_hash() {
+        let mut session = session();
+        session.declared = vec![TableDef {
+            name: "declared_without_key".into(),
+            columns: vec![ColumnDef {
+                name: "a".into(),
+                sql_type: SqlType::Text,
+                primary_key: false,
+            }],
+        }];
+        let upsert = |table: &str, values: &[(&str, &str)]| Operation::Upsert {
+            table: table.into(),
+            row: row(values),
+        };
+        session
+            .apply(Event::Operations(vec![
+                upsert("undeclared", &[("a", "1"), ("b", "x")]),
+                upsert("undeclared", &[("a", "1"), ("b", "x")]),
+                upsert("undeclared", &[("a", "2"), ("b", "x")]),
+                upsert("declared_without_key", &[("a", "1")]),
+                Operation::Update {
+                    table: "absent".into(),
+                    row: row(&[("a", "1")]),
+                },
+                Operation::Truncate {
+                    table: "also_absent".into(),
+                },
+            ]))
+            .unwrap();
+        session.flush().unwrap();
+        let warehouse = &session.warehouse;
+        assert_eq!(
+            warehouse.table_names(),
+            ["declared_without_key", "undeclared"]
+        );
+        assert!(warehouse.is_keyless("undeclared"));
+        let rows = warehouse.live_rows("undeclared").unwrap();
+        assert_eq!(rows.len(), 2, "the same row twice is one row");
+        let first = row(&[("a", "1"), ("b", "x")]);
+        assert!(
+            rows.iter()
+                .any(|stored| stored[ID_COLUMN] == SqlValue::Text(row_id(&first)))
+        );
+        assert_eq!(
+            warehouse.live_rows("declared_without_key").unwrap().len(),
+            1
+        );
     }
 }

@@ -353,6 +353,50 @@ impl Warehouse {
         }
     }
 
+    /// Whether the warehouse has `table`.
+    pub fn has_table(&self, table: &str) -> bool {
+        self.tables.contains_key(table)
+    }
+
+    /// Whether `table` is keyed by [`ID_COLUMN`] (it had no declared key).
+    pub fn is_keyless(&self, table: &str) -> bool {
+        self.tables
+            .get(table)
+            .is_some_and(|info| info.primary_key == [ID_COLUMN])
+    }
+
+    /// Creates a table without a declared key from its first row: the row's
+    /// columns typed by their values (NULL-only ones left out), keyed by
+    /// [`ID_COLUMN`].
+    ///
+    /// # Errors
+    /// A reserved column name, or SQLite failing.
+    pub fn create_keyless(
+        &mut self,
+        table: &str,
+        row: &Row,
+    ) -> Result<TableChange, WarehouseError> {
+        let columns = std::iter::once(ColumnDef {
+            name: ID_COLUMN.to_owned(),
+            sql_type: SqlType::Text,
+            primary_key: true,
+        })
+        .chain(
+            row.iter()
+                .filter(|(column, value)| column.as_str() != ID_COLUMN && !value.is_null())
+                .map(|(column, value)| ColumnDef {
+                    name: column.clone(),
+                    sql_type: value.sql_type(),
+                    primary_key: false,
+                }),
+        )
+        .collect();
+        self.ensure_table(&TableDef {
+            name: table.to_owned(),
+            columns,
+        })
+    }
+
     /// The managed tables, sorted by name.
     pub fn table_names(&self) -> Vec<String> {
         self.tables.keys().cloned().collect()
@@ -812,6 +856,33 @@ fn key_condition(key: &[String]) -> String {
         .map(|column| format!("{} = ?", quote(column)))
         .collect();
     format!(" WHERE {}", conditions.join(" AND "))
+}
+
+/// The key column of a table that has no declared key (or was never
+/// declared): a hash of the row, as Fivetran's engine keys such tables.
+pub const ID_COLUMN: &str = "_fivetran_id";
+
+/// A keyless row's `_fivetran_id`: base64 of the SHA-1 of its `name=value`
+/// pairs in name order, joined by U+001F — Fivetran's construction, with
+/// values written as this warehouse stores them.
+pub fn row_id(row: &Row) -> String {
+    use base64::Engine as _;
+    let text = row
+        .iter()
+        .filter(|(column, _)| column.as_str() != ID_COLUMN)
+        .map(|(column, value)| {
+            let value = match value {
+                SqlValue::Null => "None".to_owned(),
+                SqlValue::Integer(number) => number.to_string(),
+                SqlValue::Real(number) => number.to_string(),
+                SqlValue::Text(text) => text.clone(),
+                SqlValue::Blob(bytes) => base64::engine::general_purpose::STANDARD.encode(bytes),
+            };
+            format!("{column}={value}")
+        })
+        .collect::<Vec<_>>()
+        .join("\u{1f}");
+    base64::engine::general_purpose::STANDARD.encode(sha1_smol::Sha1::from(text).digest().bytes())
 }
 
 /// Reads a state file; `None` when it does not exist or is blank (a fresh start).
