@@ -1,6 +1,8 @@
 //! The warehouse applies operations as Fivetran's engine does, commits at
 //! checkpoints and replaces the state file atomically.
 
+use std::{fs, path::PathBuf};
+
 use super::*;
 
 fn text(value: &str) -> SqlValue {
