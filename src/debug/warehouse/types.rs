@@ -109,7 +109,7 @@ pub struct TableDef {
     pub columns: Vec<ColumnDef>,
 }
 
-/// What [`Warehouse::ensure_table`] did.
+/// What [`Warehouse::ensure_table`](super::Warehouse::ensure_table) did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum TableChange {
     /// The table did not exist and was created.
