@@ -382,6 +382,30 @@ static SENSOR_COLUMNS: &[ColumnSpec] = &[
     column("name", "name", Text),
 ];
 
+// `record::RowMapper` notes which columns a row has shown in a `u64`, one bit
+// per column, so no table may have more than 64: checked for the fixed tables
+// when the crate compiles. Series tables, built from the hourly tables when
+// first used, are checked by a test in `record`.
+const _: () = {
+    let widths = [
+        TRAFFIC_COLUMNS.len(),
+        OCCUPANCY_COLUMNS.len(),
+        LOCATION_COLUMNS.len(),
+        SITE_COLUMNS.len(),
+        ZONE_COLUMNS.len(),
+        SPACE_COLUMNS.len(),
+        SENSOR_COLUMNS.len(),
+    ];
+    let mut index = 0;
+    while index < widths.len() {
+        assert!(
+            widths[index] <= u64::BITS as usize,
+            "a table has more columns than RowMapper's `seen` bitset has bits"
+        );
+        index += 1;
+    }
+};
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -161,10 +161,12 @@ impl<'a> RowMapper<'a> {
         // is not configured but arrives anyway is delivered with its known
         // type (a value the API sends is never dropped); only declared
         // columns are sent as NULL when absent.
+        // Every column, none left out: every table fits `map_members`'s
+        // bitset (a `const` assertion in `schema` checks the fixed tables at
+        // compile time, a test below the series tables).
         let columns = table
             .all_columns()
             .iter()
-            .take(64)
             .map(|spec| MappedColumn {
                 spec,
                 declared: declared.iter().any(|column| column.name == spec.name),
@@ -251,7 +253,8 @@ impl<'a> RowMapper<'a> {
         reader: &mut ObjectReader<'_>,
         sink: &mut impl RowSink,
     ) -> Result<RowFate, RowError> {
-        // Which declared columns were present.
+        // Which declared columns were present, one bit per column (every
+        // table fits: see `RowMapper::new`).
         let mut seen: u64 = 0;
         let mut fate = RowFate::Delivered;
         // The bucket's start, for columns derived from it.
@@ -642,6 +645,15 @@ mod tests {
         filter: &ColumnFilter,
     ) -> Result<Record, RowError> {
         super::owned::map_row(table, declared, row.to_string().as_bytes(), filter)
+    }
+
+    #[test]
+    fn every_series_table_fits_the_bitset_of_seen_columns() {
+        // The fixed tables are checked when the crate compiles (`schema`).
+        for spec in crate::schema::SeriesSpec::all() {
+            let width = Table::Series(spec).all_columns().len();
+            assert!((1..=u64::BITS as usize).contains(&width), "{spec}: {width}");
+        }
     }
 
     #[test]
