@@ -14,12 +14,17 @@
 //! - [`simulator`]: a SenSource API look-alike for tests and local runs.
 //! - [`debug`]: the local debug sync into a SQLite warehouse (`debug` command).
 //! - [`telemetry`], [`clock`], [`secret`]: cross-cutting helpers.
+//! - `fuzzing` (tests and the `fuzzing` feature only): differential checks
+//!   of the hand-written parsers, for the property tests and `fuzz/`.
 
 pub mod api;
 pub mod chunk;
 pub mod clock;
 pub mod config;
 pub mod debug;
+#[cfg(any(test, feature = "fuzzing"))]
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod grpc;
 pub mod naming;
 pub mod record;

@@ -1,16 +1,18 @@
 //! Owned records in domain terms, built from mapped rows by [`RecordBuilder`]:
 //! the oracle that unit tests compare the encoder and the mapper against.
-//! The sync itself never builds them (rows go straight into protobuf bytes).
+//! The sync itself never builds them (rows go straight into protobuf bytes);
+//! besides the tests, only the fuzz targets (feature `fuzzing`) do.
 
 use std::borrow::Cow;
 
-use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 
-use super::{RowError, RowMapper, RowSink, UnixTime, ValueRef};
-use crate::{
-    schema::{ColumnSpec, Table},
-    selection::ColumnFilter,
-};
+#[cfg(test)]
+use super::{RowError, RowMapper};
+use super::{RowSink, UnixTime, ValueRef};
+use crate::schema::Table;
+#[cfg(test)]
+use crate::{schema::ColumnSpec, selection::ColumnFilter};
 
 /// A typed cell value.
 #[derive(Clone, Debug, PartialEq)]
@@ -54,6 +56,7 @@ pub(crate) struct Record {
 }
 
 impl Value {
+    #[cfg(test)]
     /// A borrowed view, for sinks.
     pub(crate) fn as_ref(&self) -> ValueRef<'_> {
         match self {
@@ -64,7 +67,7 @@ impl Value {
             Value::String(text) => ValueRef::String(Cow::Borrowed(text)),
             Value::UtcDatetime(time) => ValueRef::UtcDatetime((*time).into()),
             Value::NaiveDate(date) => {
-                ValueRef::NaiveDate(date.and_time(NaiveTime::MIN).and_utc().into())
+                ValueRef::NaiveDate(date.and_time(chrono::NaiveTime::MIN).and_utc().into())
             }
             Value::Json(text) => ValueRef::Json(Cow::Borrowed(text)),
         }
@@ -81,6 +84,7 @@ impl Record {
         }
     }
 
+    #[cfg(test)]
     /// The value of a column, if present.
     pub(crate) fn get(&self, column: &str) -> Option<&Value> {
         self.values
@@ -152,6 +156,7 @@ impl RowSink for RecordBuilder {
     }
 }
 
+#[cfg(test)]
 /// Maps one API row (the bytes of one JSON object) to a domain upsert for
 /// `table`. See [`RowMapper::map_into`].
 ///
