@@ -1,7 +1,8 @@
 //! Splits a JSON response body into its row objects while it streams in, so
 //! a response of any size is processed with memory for one piece of it and
 //! one row, never the whole body. Accepts a bare array of rows or an object
-//! whose `results` member is that array (other members are skipped).
+//! whose `results` member is that array (other members are skipped; the key
+//! is matched as SenSource writes it, without escapes).
 
 /// Why a body could not be split into rows. Never includes body content.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -74,7 +75,8 @@ pub struct RowSplitter {
     bare_array: bool,
     in_string: bool,
     escaped: bool,
-    /// The current top-level key, while reading it (envelope only).
+    /// The current top-level key as written (its first 16 bytes, escapes
+    /// not decoded), while reading it (envelope only).
     key: Vec<u8>,
     reading_key: bool,
     /// The last complete top-level key, and whether a `:` followed it.
@@ -155,16 +157,19 @@ impl RowSplitter {
             if self.in_string {
                 if self.escaped {
                     self.escaped = false;
-                } else if byte == b'\\' {
-                    self.escaped = true;
                 } else if byte == b'"' {
                     self.in_string = false;
                     if self.reading_key {
                         self.reading_key = false;
                         self.last_key_is_results = self.key == b"results";
                     }
-                } else if self.reading_key && self.key.len() < 16 {
-                    self.key.push(byte);
+                } else {
+                    self.escaped = byte == b'\\';
+                    // A backslash stays in the key: `results` is matched as
+                    // written, so no key with an escape can pass for it.
+                    if self.reading_key && self.key.len() < 16 {
+                        self.key.push(byte);
+                    }
                 }
                 continue;
             }
@@ -521,6 +526,26 @@ mod tests {
         check(
             r#"{"meta":{"results":[{"x":1}]},"results":[{"y":2}]}"#,
             &[r#"{"y":2}"#],
+        );
+    }
+
+    #[test]
+    fn a_key_with_an_escape_is_never_the_results_key() {
+        // Found by the `row_splitter` fuzz target: the escaped character was
+        // left out of the key, so `"result\/s"` was read as `results`.
+        assert_eq!(
+            split(r#"{"result\/s":[{"res":140}]}"#, 5),
+            Err(SplitError::NoResults)
+        );
+        check(
+            r#"{"result\/s":[{"x":1}],"re\"sults":[{"z":3}],"results":[{"y":2}]}"#,
+            &[r#"{"y":2}"#],
+        );
+        // `results` is matched as written (SenSource never escapes it):
+        // an escaped spelling is refused, not guessed at.
+        assert_eq!(
+            split(r#"{"res\u0075lts":[{"a":1}]}"#, 5),
+            Err(SplitError::NoResults)
         );
     }
 
