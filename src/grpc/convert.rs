@@ -6,9 +6,10 @@ use tonic::{Code, Status};
 use super::{pb, wire::EncodedRecords};
 use crate::{
     api::ApiError,
-    config::{Config, FieldKind, form_fields},
+    config::{Config, ConfigError, FieldKind, form_fields},
     schema::{ColumnType, Table},
     selection::{Selection, TableSelection},
+    state::StateError,
     sync::{SyncError, SyncEvent},
 };
 
@@ -178,6 +179,27 @@ fn value_type(value: crate::record::owned::Value) -> pb::ValueType {
         Value::Json(text) => Inner::Json(text),
     };
     pb::ValueType { inner: Some(inner) }
+}
+
+/// Why an RPC was refused before it started: bad input from Fivetran.
+#[derive(Debug, thiserror::Error)]
+pub enum RequestError {
+    /// The configuration map is not valid.
+    #[error(transparent)]
+    Configuration(#[from] ConfigError),
+    /// `state_json` is not a state this connector can resume from.
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+/// The one mapping from a refused request to a gRPC status: every variant is
+/// input Fivetran sent, so `INVALID_ARGUMENT` with the message naming it.
+pub fn request_error_status(error: &RequestError) -> Status {
+    match error {
+        RequestError::Configuration(_) | RequestError::State(_) => {
+            Status::invalid_argument(error.to_string())
+        }
+    }
 }
 
 /// The one mapping from a failed sync to a gRPC status. Exhaustive on

@@ -188,7 +188,7 @@ impl SourceConnector for ConnectorService {
         request: Request<pb::SchemaRequest>,
     ) -> Result<Response<pb::SchemaResponse>, Status> {
         let config = Config::for_schema(&request.into_inner().configuration, self.today())
-            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+            .map_err(|error| convert::request_error_status(&error.into()))?;
         Ok(Response::new(convert::schema_response(&config)))
     }
 
@@ -200,16 +200,16 @@ impl SourceConnector for ConnectorService {
         let today = self.today();
         // Validate everything before a stream exists: bad input is one clear status.
         let config = Config::from_map(&request.configuration, today)
-            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+            .map_err(|error| convert::request_error_status(&error.into()))?;
         let parsed = State::parse(request.state_json.as_deref(), config.start_date, today)
-            .map_err(|error| Status::invalid_argument(error.to_string()))?;
+            .map_err(|error| convert::request_error_status(&error.into()))?;
         let unknown = Config::unknown_keys(&request.configuration);
         if !unknown.is_empty() {
             warn!(keys = ?unknown, "Ignoring unknown configuration keys.");
         }
         let api = Arc::new(
             ApiClient::new(&config, &self.tokens)
-                .map_err(|error| Status::internal(error.to_string()))?,
+                .map_err(|error| convert::sync_error_status(&error.into()))?,
         );
         let sync_request = SyncRequest {
             config,
