@@ -345,8 +345,32 @@ static CATALOGUE: LazyLock<Vec<CatalogueEntry>> = LazyLock::new(|| {
         .collect()
 });
 
+/// The catalogue entry of `spec`, found by position rather than by search:
+/// table names are looked up once per record on the hot path.
 fn entry(spec: SeriesSpec) -> Option<&'static CatalogueEntry> {
-    CATALOGUE.iter().find(|entry| entry.spec == spec)
+    CATALOGUE
+        .get(catalogue_index(spec)?)
+        .filter(|entry| entry.spec == spec)
+}
+
+/// `spec`'s position in [`SeriesSpec::all`]'s order (measure, then entity,
+/// then grouping), or `None` for an entity its measure does not offer.
+fn catalogue_index(spec: SeriesSpec) -> Option<usize> {
+    let groupings = Grouping::ALL.len();
+    let before: usize = Measure::ALL
+        .iter()
+        .take_while(|measure| **measure != spec.measure)
+        .map(|measure| measure.entities().len() * groupings)
+        .sum();
+    let entity = spec
+        .measure
+        .entities()
+        .iter()
+        .position(|entity| *entity == spec.entity)?;
+    let grouping = Grouping::ALL
+        .iter()
+        .position(|grouping| *grouping == spec.grouping)?;
+    Some(before + entity * groupings + grouping)
 }
 
 /// The series table named `name`, if there is one.
@@ -420,5 +444,10 @@ mod tests {
         assert!(quarter.columns().iter().any(|c| c.name == "avgoccupancy"));
         assert_eq!(by_name("occupancy_space_minute_30"), Some(quarter));
         assert_eq!(by_name("traffic"), None);
+        // Positions agree with the catalogue's order for every series.
+        for (position, spec) in SeriesSpec::all().enumerate() {
+            assert_eq!(catalogue_index(spec), Some(position), "{spec}");
+            assert_eq!(entry(spec).map(|entry| entry.spec), Some(spec));
+        }
     }
 }
