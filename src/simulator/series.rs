@@ -2,7 +2,10 @@
 //! and validated as the real API does (date bounds in local time, relative days, groupings,
 //! entity type, metrics), then the request-level faults, then a body from `body`.
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+};
 
 use axum::{
     body::Bytes,
@@ -249,19 +252,14 @@ fn data_endpoint(
             render_series(series, spec, request.metrics, &rows)
         };
         let body = match &state.prepared {
-            // Benchmarks read the same bodies again: render each once.
-            Some(prepared) => {
-                let key = format!(
+            Some(prepared) => prepared_body(
+                prepared,
+                format!(
                     "{series:?}?{whole_edge_buckets}?{}",
                     query.unwrap_or_default()
-                );
-                let cached = lock(prepared).get(&key).cloned();
-                cached.unwrap_or_else(|| {
-                    let body = Bytes::from(render().into_bytes());
-                    lock(prepared).insert(key, body.clone());
-                    body
-                })
-            }
+                ),
+                render,
+            ),
             None => Bytes::from(render().into_bytes()),
         };
         return json_response(StatusCode::OK, body);
@@ -281,20 +279,30 @@ fn data_endpoint(
         return endless_response(state.dataset.clone(), writer(), request.start);
     }
     if let (Some(prepared), true) = (&state.prepared, faults.leaves_rows_intact()) {
-        let key = format!("{series:?}?{}", query.unwrap_or_default());
-        let cached = lock(prepared).get(&key).cloned();
-        let body = match cached {
-            Some(body) => body,
-            None => {
-                let body =
-                    Bytes::from(render_rows(&state.dataset, writer(), &request, now).into_bytes());
-                lock(prepared).insert(key, body.clone());
-                body
-            }
-        };
+        let body = prepared_body(
+            prepared,
+            format!("{series:?}?{}", query.unwrap_or_default()),
+            || render_rows(&state.dataset, writer(), &request, now),
+        );
         return json_response(StatusCode::OK, body);
     }
     faults.respond(|| render_rows(&state.dataset, writer(), &request, now))
+}
+
+/// The body cached under `key`, rendered and cached on first use: benchmarks
+/// read the same bodies again and measure the connector, not the rendering.
+fn prepared_body(
+    prepared: &Mutex<HashMap<String, Bytes>>,
+    key: String,
+    render: impl FnOnce() -> String,
+) -> Bytes {
+    if let Some(body) = lock(prepared).get(&key) {
+        return body.clone();
+    }
+    // Rendered outside the lock: a large body must not hold up other requests.
+    let body = Bytes::from(render().into_bytes());
+    lock(prepared).insert(key, body.clone());
+    body
 }
 
 #[cfg(test)]
