@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use chrono::{Datelike, Days, Months, NaiveDate};
+use chrono::{DateTime, Datelike, Days, Months, NaiveDate, NaiveTime, TimeDelta, Utc};
 
 use crate::schema::{Grouping, Table};
 
@@ -42,25 +42,37 @@ impl DateRange {
         (self.end - self.start).num_days()
     }
 
+    /// The first instant of the window: midnight UTC of its first day.
+    pub fn start_instant(self) -> DateTime<Utc> {
+        self.start.and_time(NaiveTime::MIN).and_utc()
+    }
+
+    /// The first instant after the window: midnight UTC of `end`.
+    pub fn end_instant(self) -> DateTime<Utc> {
+        self.end.and_time(NaiveTime::MIN).and_utc()
+    }
+
     /// The inclusive lower bound as an explicit UTC instant, as the API wants it.
     pub fn start_utc(self) -> String {
-        format!("{}T00:00:00Z", self.start.format("%Y-%m-%d"))
+        api_instant(self.start_instant())
     }
 
     /// The exclusive upper bound as an explicit UTC instant.
     pub fn end_utc(self) -> String {
-        format!("{}T00:00:00Z", self.end.format("%Y-%m-%d"))
+        api_instant(self.end_instant())
     }
 
     /// An instant `secs` seconds after the window's end, as an explicit UTC
     /// instant (a request that reads on past the window).
     pub fn end_utc_after(self, secs: i64) -> String {
-        let end = self.end.and_time(chrono::NaiveTime::MIN).and_utc();
-        let after = end
-            .checked_add_signed(chrono::TimeDelta::seconds(secs))
-            .unwrap_or(end);
-        after.format("%Y-%m-%dT%H:%M:%SZ").to_string()
+        let end = self.end_instant();
+        api_instant(end.checked_add_signed(TimeDelta::seconds(secs)).unwrap_or(end))
     }
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`: explicit UTC bounds, which the API honours exactly.
+fn api_instant(instant: DateTime<Utc>) -> String {
+    instant.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
 impl fmt::Display for DateRange {

@@ -454,10 +454,9 @@ async fn run_job<S: BatchSink>(
 
 /// The instants a chunk's request asks for: `[start 00:00Z, end 00:00Z)`.
 fn bucket_window(range: DateRange) -> BucketWindow {
-    let midnight = |day: NaiveDate| day.and_time(chrono::NaiveTime::MIN).and_utc().timestamp();
     BucketWindow {
-        start: midnight(range.start()),
-        end: midnight(range.end()),
+        start: range.start_instant().timestamp(),
+        end: range.end_instant().timestamp(),
     }
 }
 
