@@ -66,7 +66,10 @@ impl DateRange {
     /// instant (a request that reads on past the window).
     pub fn end_utc_after(self, secs: i64) -> String {
         let end = self.end_instant();
-        api_instant(end.checked_add_signed(TimeDelta::seconds(secs)).unwrap_or(end))
+        api_instant(
+            end.checked_add_signed(TimeDelta::seconds(secs))
+                .unwrap_or(end),
+        )
     }
 }
 
