@@ -164,17 +164,17 @@ impl Session {
     /// creates it from its row; other operations on a table that does not
     /// exist do nothing.
     fn key_keyless(&mut self, mut operation: Operation) -> Result<Option<Operation>, SyncFailure> {
-        let name = operation_table(&operation).to_owned();
-        if !self.warehouse.has_table(&name) {
-            let Operation::Upsert { row, .. } = &operation else {
+        // Runs for every record: no allocation unless a table is created.
+        if !self.warehouse.has_table(operation_table(&operation)) {
+            let Operation::Upsert { table, row } = &operation else {
                 return Ok(None);
             };
-            if self.warehouse.create_keyless(&name, row)? == TableChange::Created {
+            if self.warehouse.create_keyless(table, row)? == TableChange::Created {
                 self.console
-                    .line(&format!("Created table {name} (keyed by {ID_COLUMN})"));
+                    .line(&format!("Created table {table} (keyed by {ID_COLUMN})"));
             }
         }
-        if self.warehouse.is_keyless(&name)
+        if self.warehouse.is_keyless(operation_table(&operation))
             && let Operation::Upsert { row, .. }
             | Operation::Update { row, .. }
             | Operation::Delete { row, .. } = &mut operation
