@@ -154,6 +154,23 @@ async fn test_rpc_reports_an_unreachable_api() {
     assert!(message.contains("unavailable"), "{message}");
 }
 
+/// The tables Schema declares for `configuration`.
+async fn declared_tables(
+    connector: &mut Connector,
+    configuration: HashMap<String, String>,
+) -> Vec<pb::Table> {
+    let response = connector
+        .client
+        .schema(pb::SchemaRequest { configuration })
+        .await
+        .unwrap()
+        .into_inner();
+    let Some(pb::schema_response::Response::WithoutSchema(list)) = response.response else {
+        panic!("expected a table list");
+    };
+    list.tables
+}
+
 /// Schema declares seven tables with their primary keys and column types.
 #[tokio::test]
 async fn schema_declares_seven_typed_tables() {
@@ -243,19 +260,8 @@ async fn schema_declares_seven_typed_tables() {
     // Only configured traffic metrics are declared.
     let mut ins_only = configuration(&sim);
     ins_only.insert("traffic_metrics".into(), "ins".into());
-    let Some(pb::schema_response::Response::WithoutSchema(list)) = connector
-        .client
-        .schema(pb::SchemaRequest {
-            configuration: ins_only,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .response
-    else {
-        panic!("expected a table list");
-    };
-    let traffic = list.tables.iter().find(|t| t.name == "traffic").unwrap();
+    let tables = declared_tables(&mut connector, ins_only).await;
+    let traffic = tables.iter().find(|t| t.name == "traffic").unwrap();
     assert!(traffic.columns.iter().all(|c| c.name != "sumouts"));
     assert_eq!(response.selection_not_supported, Some(false));
 }
@@ -269,23 +275,14 @@ async fn schema_declares_configured_series_tables() {
         "series".to_owned(),
         "Traffic/Location/Day, occupancy/space/minute(30), traffic/location/day".to_owned(),
     )]);
-    let Some(pb::schema_response::Response::WithoutSchema(list)) = connector
-        .client
-        .schema(pb::SchemaRequest { configuration })
-        .await
-        .unwrap()
-        .into_inner()
-        .response
-    else {
-        panic!("expected a table list");
-    };
-    let names: Vec<&str> = list.tables.iter().map(|t| t.name.as_str()).collect();
+    let tables = declared_tables(&mut connector, configuration).await;
+    let names: Vec<&str> = tables.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names.len(), 9, "{names:?}");
     assert_eq!(
         &names[7..],
         ["traffic_location_day", "occupancy_space_minute_30"]
     );
-    let day = &list.tables[7];
+    let day = &tables[7];
     let keys: Vec<&str> = day
         .columns
         .iter()
@@ -295,12 +292,7 @@ async fn schema_declares_configured_series_tables() {
     assert_eq!(keys, ["location_id", "record_date_day_1"]);
     let local_date = day.columns.iter().find(|c| c.name == "local_date").unwrap();
     assert_eq!(local_date.r#type, pb::DataType::NaiveDate as i32);
-    assert!(
-        list.tables[8]
-            .columns
-            .iter()
-            .all(|c| c.name != "local_date")
-    );
+    assert!(tables[8].columns.iter().all(|c| c.name != "local_date"));
     let error = connector
         .client
         .schema(pb::SchemaRequest {
