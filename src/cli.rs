@@ -6,7 +6,13 @@ use std::{path::PathBuf, process::ExitCode};
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use fivetran_source::{debug, grpc::server::ResponseCompression};
+use fivetran_source::{
+    debug::{
+        self,
+        warehouse::{UnknownWarehouse, WarehouseError, WarehouseKind},
+    },
+    grpc::server::ResponseCompression,
+};
 
 use crate::commands;
 
@@ -36,7 +42,7 @@ pub(crate) enum Command {
     Serve(ServeArgs),
     /// Run the built-in SenSource API simulator (for local runs and tests).
     Simulate(SimulateArgs),
-    /// Run a full sync into a local SQLite warehouse, like `fivetran debug`.
+    /// Run a full sync into a local SQLite or DuckDB warehouse, like `fivetran debug`.
     Debug(DebugArgs),
     /// Run ConfigurationForm and, with `--test`, the connection test against a configuration
     /// file, like `fivetran configuration --test`.
@@ -182,7 +188,12 @@ pub(crate) struct DebugArgs {
         default_value_t = Naming::Fivetran
     )]
     pub(crate) naming: Naming,
-    /// Folder for `warehouse.db` and `state.json`.
+    /// The warehouse: `sqlite` (`<files>/warehouse.sqlite`, open it with sqlite3) or
+    /// `duckdb` (`<files>/warehouse.db`, schema `tester`, as Fivetran's tools write it;
+    /// open it with `duckdb -ui`; needs a build with `--features duckdb`).
+    #[arg(long, default_value = "sqlite", value_parser = parse_warehouse)]
+    pub(crate) warehouse: WarehouseKind,
+    /// Folder for the warehouse and `state.json`.
     #[arg(long, default_value = "files")]
     pub(crate) files: PathBuf,
     /// Also print the connector's own log lines (to stderr).
@@ -203,6 +214,19 @@ pub(crate) struct ConfigurationArgs {
     /// Also run the form's connection test against the configuration.
     #[arg(long)]
     pub(crate) test: bool,
+}
+
+/// `--warehouse`: any case; an engine this binary lacks is refused at once,
+/// saying how to build it.
+fn parse_warehouse(text: &str) -> Result<WarehouseKind, String> {
+    let kind: WarehouseKind = text
+        .parse()
+        .map_err(|error: UnknownWarehouse| error.to_string())?;
+    if kind.is_built_in() {
+        Ok(kind)
+    } else {
+        Err(WarehouseError::NotBuilt(kind).to_string())
+    }
 }
 
 /// Destination naming mode (`debug::Naming`, as a command-line value).

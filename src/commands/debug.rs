@@ -1,5 +1,5 @@
-//! `sensource-connector debug`: a full local sync into `files/warehouse.db`,
-//! like `fivetran debug`. A thin shell over [`fivetran_source::debug::run_debug`].
+//! `sensource-connector debug`: a full local sync into `files/warehouse.sqlite`
+//! (or DuckDB's `files/warehouse.db`), like `fivetran debug`. A thin shell over [`fivetran_source::debug::run_debug`].
 
 use std::process::ExitCode;
 
@@ -43,6 +43,7 @@ pub(crate) async fn run(args: DebugArgs) -> anyhow::Result<ExitCode> {
     let mut options = DebugOptions::new(&args.files);
     options.configuration = configuration;
     options.state_path = args.state;
+    options.warehouse = args.warehouse;
     options.simulate = args.simulate.then(SimulatorOptions::default);
     options.naming = args.naming.into();
     options.console = Console::stderr();

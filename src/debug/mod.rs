@@ -1,6 +1,6 @@
 //! The local debug sync (`sensource-connector debug`), like `fivetran debug`:
 //! Schema then Update through the same [`ConnectorService`] the gRPC server
-//! runs, applied to a SQLite warehouse committed at each checkpoint, with the
+//! runs, applied to a SQLite or DuckDB warehouse committed at each checkpoint, with the
 //! state file rewritten atomically after each commit. A failed sync rolls
 //! back to the last checkpoint, so warehouse and state always agree.
 //!
@@ -8,8 +8,31 @@
 //! - `session`: the sync itself, applied event by event.
 //! - `tester`: Fivetran's side of the protocol; the only code here that
 //!   knows protobuf and `tonic`.
-//! - [`warehouse`]: the SQLite warehouse and the state file.
+//! - [`warehouse`]: the warehouse (Fivetran's rules once, SQLite or DuckDB
+//!   underneath) and the state file.
 //! - [`report`]: counts, outcome and the summary; [`Console`]: progress lines.
+
+/// Runs each named `fn(WarehouseKind)` of the invoking test module as a test
+/// on SQLite, and on DuckDB when it is built in, so every warehouse rule is
+/// checked on every engine.
+#[cfg(test)]
+macro_rules! on_every_engine {
+    ($($test:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[test]
+            fn $test() {
+                super::$test($crate::debug::warehouse::WarehouseKind::Sqlite);
+            })*
+        }
+        #[cfg(feature = "duckdb")]
+        mod duckdb {
+            $(#[test]
+            fn $test() {
+                super::$test($crate::debug::warehouse::WarehouseKind::DuckDb);
+            })*
+        }
+    };
+}
 
 mod check;
 mod console;
@@ -35,7 +58,7 @@ pub use report::{DebugReport, OperationCounts, Outcome, SimulatorSummary, SyncFa
 use session::Session;
 use tester::Names;
 pub use tester::{FormField, Naming};
-use warehouse::{Warehouse, WarehouseError};
+use warehouse::{Warehouse, WarehouseError, WarehouseKind};
 
 use crate::{
     clock::{Clock, SystemClock},
@@ -43,8 +66,9 @@ use crate::{
     simulator::SimulatorOptions,
 };
 
-/// The warehouse file inside the files folder.
-pub const WAREHOUSE_FILE: &str = "warehouse.db";
+/// Where the SQLite warehouse lived before it got its own name; Fivetran's
+/// tools own this name (for DuckDB).
+const LEGACY_SQLITE_FILE: &str = "warehouse.db";
 /// The default state file inside the files folder.
 pub const STATE_FILE: &str = "state.json";
 /// Warnings printed in full (Fivetran's dashboard also shows the first ten).
@@ -57,8 +81,10 @@ pub type Interrupt = Pin<Box<dyn Future<Output = ()> + Send>>;
 pub struct DebugOptions {
     /// The connector configuration (Fivetran's map of strings).
     pub configuration: HashMap<String, String>,
-    /// Folder of `warehouse.db` (and of `state.json` by default); created if needed.
+    /// Folder of the warehouse (and of `state.json` by default); created if needed.
     pub files_dir: PathBuf,
+    /// The engine, and so the file: `warehouse.sqlite` or DuckDB's `warehouse.db`.
+    pub warehouse: WarehouseKind,
     /// State file read at start and rewritten at each checkpoint
     /// (default: `files_dir/state.json`).
     pub state_path: Option<PathBuf>,
@@ -85,6 +111,7 @@ impl fmt::Debug for DebugOptions {
         f.debug_struct("DebugOptions")
             .field("configuration_keys", &keys)
             .field("files_dir", &self.files_dir)
+            .field("warehouse", &self.warehouse)
             .field("state_path", &self.state_path)
             .field("simulate", &self.simulate)
             .field("naming", &self.naming)
@@ -95,12 +122,13 @@ impl fmt::Debug for DebugOptions {
 }
 
 impl DebugOptions {
-    /// Defaults: empty configuration, `files_dir/state.json`, the real API,
-    /// Fivetran naming, the system clock, no output, no interrupt.
+    /// Defaults: empty configuration, SQLite, `files_dir/state.json`, the real
+    /// API, Fivetran naming, the system clock, no output, no interrupt.
     pub fn new(files_dir: impl Into<PathBuf>) -> Self {
         Self {
             configuration: HashMap::new(),
             files_dir: files_dir.into(),
+            warehouse: WarehouseKind::Sqlite,
             state_path: None,
             simulate: None,
             naming: Naming::Fivetran,
@@ -172,6 +200,7 @@ pub async fn run_debug(options: DebugOptions) -> Result<DebugReport, DebugError>
     let DebugOptions {
         mut configuration,
         files_dir,
+        warehouse: warehouse_kind,
         state_path,
         simulate,
         naming,
@@ -191,18 +220,18 @@ pub async fn run_debug(options: DebugOptions) -> Result<DebugReport, DebugError>
         path: state_path.clone(),
         source,
     })?;
-    let warehouse_path = files_dir.join(WAREHOUSE_FILE);
+    let moved = move_legacy_sqlite(&files_dir)?;
+    let warehouse_path = files_dir.join(warehouse_kind.file_name());
+    let warehouse_error = |source| DebugError::Warehouse {
+        path: warehouse_path.clone(),
+        source,
+    };
     let mut warehouse =
-        Warehouse::open(&warehouse_path).map_err(|source| DebugError::Warehouse {
-            path: warehouse_path.clone(),
-            source,
-        })?;
+        Warehouse::open(warehouse_kind, &warehouse_path).map_err(warehouse_error)?;
     warehouse
         .remember_naming(naming.name())
-        .map_err(|source| DebugError::Warehouse {
-            path: warehouse_path.clone(),
-            source,
-        })?;
+        .map_err(warehouse_error)?;
+    let resumes_elsewhere = initial_state.is_some() && warehouse.table_names().is_empty();
 
     let mut session = Session {
         warehouse,
@@ -227,6 +256,21 @@ pub async fn run_debug(options: DebugOptions) -> Result<DebugReport, DebugError>
             "fresh start"
         }
     ));
+    if let Some(legacy) = moved {
+        session.console.line(&format!(
+            "Moved {} (the SQLite warehouse of an earlier version) to {}",
+            legacy.display(),
+            files_dir.join(WarehouseKind::Sqlite.file_name()).display()
+        ));
+    }
+    if resumes_elsewhere {
+        // Typically: the other engine's warehouse, or one deleted by hand.
+        session.console.line(&format!(
+            "WARNING: {} resumes an earlier sync but {} has no tables: what that sync wrote is not in it. Run `sensource-connector reset` for a full sync into this warehouse.",
+            state_path.display(),
+            warehouse_path.display()
+        ));
+    }
     // Like `fivetran debug`, say where the sync starts from.
     if let Some(state) = &initial_state {
         session
@@ -304,10 +348,37 @@ pub async fn run_debug(options: DebugOptions) -> Result<DebugReport, DebugError>
         rows,
         warnings: session.warnings,
         state_json: session.state_json,
+        warehouse_kind,
         warehouse_path,
         state_path,
         simulator,
     })
+}
+
+/// Moves a SQLite warehouse that an earlier version wrote to `warehouse.db`
+/// to `warehouse.sqlite`, so DuckDB (and Fivetran's tools) can have the name.
+/// Only a file that starts with SQLite's header moves: a DuckDB
+/// `warehouse.db` is never touched. Returns the path moved, if any.
+fn move_legacy_sqlite(files_dir: &std::path::Path) -> Result<Option<PathBuf>, DebugError> {
+    const SQLITE_HEADER: &[u8] = b"SQLite format 3\0";
+    let legacy = files_dir.join(LEGACY_SQLITE_FILE);
+    let target = files_dir.join(WarehouseKind::Sqlite.file_name());
+    if target.exists() {
+        return Ok(None);
+    }
+    let mut header = [0_u8; SQLITE_HEADER.len()];
+    let is_sqlite = fs::File::open(&legacy)
+        .and_then(|mut file| io::Read::read_exact(&mut file, &mut header))
+        .is_ok_and(|()| header == SQLITE_HEADER);
+    if !is_sqlite {
+        return Ok(None);
+    }
+    fs::rename(&legacy, &target).map_err(|source| DebugError::Io {
+        action: "move",
+        path: legacy.clone(),
+        source,
+    })?;
+    Ok(Some(legacy))
 }
 
 #[cfg(test)]
@@ -316,8 +387,9 @@ mod tests {
 
     use super::*;
 
-    fn simulated(files: &Path) -> DebugOptions {
+    fn simulated(files: &Path, kind: WarehouseKind) -> DebugOptions {
         let mut options = DebugOptions::new(files);
+        options.warehouse = kind;
         options.configuration = HashMap::from([
             ("start_date".to_owned(), "2025-03-01".to_owned()),
             ("chunk_days".to_owned(), "3".to_owned()),
@@ -329,26 +401,52 @@ mod tests {
         options
     }
 
-    #[tokio::test]
-    async fn simulated_sync_commits_and_resumes() {
+    /// The tests of a whole sync run on a runtime of their own, once per engine.
+    fn block_on<F: Future>(future: F) -> F::Output {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(future)
+    }
+
+    fn open_warehouse(folder: &Path, kind: WarehouseKind) -> Warehouse {
+        Warehouse::open(kind, &folder.join(kind.file_name())).unwrap()
+    }
+
+    on_every_engine!(
+        simulated_sync_commits_and_resumes,
+        failed_sync_keeps_only_checkpointed_rows,
+        a_sync_failing_before_its_first_checkpoint_leaves_no_tables,
+    );
+
+    fn simulated_sync_commits_and_resumes(kind: WarehouseKind) {
+        block_on(simulated_sync_commits_and_resumes_on(kind));
+    }
+
+    async fn simulated_sync_commits_and_resumes_on(kind: WarehouseKind) {
         let folder = tempfile::tempdir().unwrap();
-        let first = run_debug(simulated(folder.path())).await.unwrap();
+        let first = run_debug(simulated(folder.path(), kind)).await.unwrap();
         assert!(first.succeeded(), "{first}");
         assert!(first.counts.checkpoints > 1);
         assert!(first.rows["traffic"] > 0);
         let state = std::fs::read_to_string(folder.path().join(STATE_FILE)).unwrap();
         assert_eq!(Some(state), first.state_json);
 
-        let second = run_debug(simulated(folder.path())).await.unwrap();
+        let second = run_debug(simulated(folder.path(), kind)).await.unwrap();
         assert!(second.succeeded(), "{second}");
         assert_eq!(second.rows, first.rows, "a resumed sync adds no rows");
         assert!(second.counts.upserts < first.counts.upserts);
     }
 
-    #[tokio::test]
-    async fn failed_sync_keeps_only_checkpointed_rows() {
+    fn failed_sync_keeps_only_checkpointed_rows(kind: WarehouseKind) {
+        block_on(failed_sync_keeps_only_checkpointed_rows_on(kind));
+    }
+
+    async fn failed_sync_keeps_only_checkpointed_rows_on(kind: WarehouseKind) {
         let folder = tempfile::tempdir().unwrap();
-        let mut options = simulated(folder.path());
+        let mut options = simulated(folder.path(), kind);
         if let Some(simulator) = options.simulate.as_mut() {
             simulator.faults.fail_data_after = Some(1);
         }
@@ -361,7 +459,7 @@ mod tests {
         assert!(!report.succeeded(), "{report}");
         assert!(report.counts.checkpoints >= 2, "{report}");
         assert!(report.rows["traffic"] > 0, "{report}");
-        let warehouse = Warehouse::open(&folder.path().join(WAREHOUSE_FILE)).unwrap();
+        let warehouse = open_warehouse(folder.path(), kind);
         let stored = warehouse.live_row_count("traffic").unwrap();
         assert_eq!(Some(&stored), report.rows.get("traffic"));
         assert_eq!(
@@ -372,10 +470,13 @@ mod tests {
 
     /// Tables are created at the first checkpoint, as Fivetran's engine does: a sync that
     /// fails before it leaves no table behind.
-    #[tokio::test]
-    async fn a_sync_failing_before_its_first_checkpoint_leaves_no_tables() {
+    fn a_sync_failing_before_its_first_checkpoint_leaves_no_tables(kind: WarehouseKind) {
+        block_on(a_sync_failing_before_its_first_checkpoint_leaves_no_tables_on(kind));
+    }
+
+    async fn a_sync_failing_before_its_first_checkpoint_leaves_no_tables_on(kind: WarehouseKind) {
         let folder = tempfile::tempdir().unwrap();
-        let mut options = simulated(folder.path());
+        let mut options = simulated(folder.path(), kind);
         if let Some(simulator) = options.simulate.as_mut() {
             simulator.faults.fail_next_requests = 1_000;
         }
@@ -386,7 +487,7 @@ mod tests {
         assert!(!report.succeeded(), "{report}");
         assert_eq!(report.counts.checkpoints, 0);
         assert!(report.rows.is_empty(), "{report}");
-        let warehouse = Warehouse::open(&folder.path().join(WAREHOUSE_FILE)).unwrap();
+        let warehouse = open_warehouse(folder.path(), kind);
         assert!(warehouse.table_names().is_empty());
     }
 
@@ -400,5 +501,45 @@ mod tests {
             matches!(&report.outcome, Outcome::Failed(failure) if failure.to_string().contains("start_date"))
         );
         assert!(report.to_string().starts_with("SYNC FAILED"));
+    }
+}
+
+#[cfg(test)]
+mod file_tests {
+    use std::fs;
+
+    use super::*;
+
+    /// An earlier version's SQLite `warehouse.db` moves to `warehouse.sqlite`;
+    /// any other `warehouse.db` (Fivetran's DuckDB file) is never touched.
+    #[test]
+    fn only_a_sqlite_warehouse_db_is_moved() {
+        let folder = tempfile::tempdir().unwrap();
+        let legacy = folder.path().join(LEGACY_SQLITE_FILE);
+        let sqlite = folder.path().join(WarehouseKind::Sqlite.file_name());
+
+        // Not SQLite (DuckDB files start otherwise): left alone.
+        let foreign = b"\0\0\0\0\0\0\0\0DUCK a warehouse written by Fivetran's tools";
+        fs::write(&legacy, foreign).unwrap();
+        assert_eq!(move_legacy_sqlite(folder.path()).unwrap(), None);
+        assert_eq!(fs::read(&legacy).unwrap(), foreign);
+        assert!(!sqlite.exists());
+
+        // An earlier version's warehouse: moved, with its rows.
+        fs::remove_file(&legacy).unwrap();
+        {
+            let mut old = Warehouse::open(WarehouseKind::Sqlite, &legacy).unwrap();
+            old.remember_naming("fivetran").unwrap();
+        }
+        assert_eq!(
+            move_legacy_sqlite(folder.path()).unwrap(),
+            Some(legacy.clone())
+        );
+        assert!(!legacy.exists() && sqlite.exists());
+
+        // Once `warehouse.sqlite` exists, `warehouse.db` is never looked at again.
+        fs::copy(&sqlite, &legacy).unwrap();
+        assert_eq!(move_legacy_sqlite(folder.path()).unwrap(), None);
+        assert!(legacy.exists());
     }
 }

@@ -3,7 +3,7 @@
 
 use std::{collections::BTreeMap, fmt, io, path::PathBuf, time::Duration};
 
-use super::warehouse::WarehouseError;
+use super::warehouse::{WarehouseError, WarehouseKind};
 
 /// Operations received from the connector (rolled-back ones included).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -152,6 +152,8 @@ pub struct DebugReport {
     /// The state in the state file after the run (the last committed checkpoint,
     /// or the state read at start when there was none).
     pub state_json: Option<String>,
+    /// The warehouse's engine.
+    pub warehouse_kind: WarehouseKind,
     /// The warehouse file.
     pub warehouse_path: PathBuf,
     /// The state file.
@@ -221,11 +223,7 @@ impl fmt::Display for DebugReport {
             writeln!(f, "  {table:<width$}{:>12}", thousands(*count))?;
         }
         writeln!(f, "State: {}", self.state_path.display())?;
-        write!(
-            f,
-            "Open the warehouse with the sqlite3 shell: sqlite3 {} (apt-get install sqlite3)",
-            self.warehouse_path.display()
-        )?;
+        write!(f, "{}", self.warehouse_kind.viewer(&self.warehouse_path))?;
         if let Some(simulator) = &self.simulator {
             write!(
                 f,

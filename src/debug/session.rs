@@ -296,12 +296,12 @@ mod tests {
     use super::*;
     use crate::debug::{
         tester::Naming,
-        warehouse::{ColumnDef, Row, SqlType},
+        warehouse::{ColumnDef, ColumnType, Row},
     };
 
     fn session() -> Session {
         Session {
-            warehouse: Warehouse::open_in_memory().unwrap(),
+            warehouse: Warehouse::open_in_memory(warehouse::WarehouseKind::Sqlite).unwrap(),
             console: Console::silent(),
             names: Names::new(Naming::Fivetran),
             state_path: std::env::temp_dir().join("unused-state.json"),
@@ -332,7 +332,7 @@ mod tests {
             name: "declared_without_key".into(),
             columns: vec![ColumnDef {
                 name: "a".into(),
-                sql_type: SqlType::Text,
+                column_type: ColumnType::String,
                 primary_key: false,
             }],
         }];

@@ -12,7 +12,7 @@ use tonic::{Request, Status};
 
 use super::{
     report::{StatusText, SyncFailure},
-    warehouse::{ColumnDef, Row, SqlType, SqlValue, TableDef},
+    warehouse::{ColumnDef, ColumnType, Row, SqlValue, TableDef},
 };
 use crate::{
     grpc::{
@@ -268,8 +268,8 @@ fn cached(cache: &mut HashMap<String, String>, name: &str, rule: fn(&str) -> Str
     done
 }
 
-/// The tables of a Schema response. Schema names are dropped: SQLite has
-/// no schemas, so every table lands under its plain name.
+/// The tables of a Schema response. Schema names are dropped: every table
+/// lands under its plain name in the warehouse's one data schema.
 ///
 /// # Errors
 /// When the connector declares that it has no schema (the debug warehouse
@@ -313,7 +313,7 @@ fn table_defs(tables: &[pb::Table], names: &mut Names) -> Vec<TableDef> {
                 .iter()
                 .map(|column| ColumnDef {
                     name: names.column(&column.name),
-                    sql_type: sql_type(column.r#type),
+                    column_type: column_type(column),
                     primary_key: column.primary_key,
                 })
                 .collect(),
@@ -321,23 +321,40 @@ fn table_defs(tables: &[pb::Table], names: &mut Names) -> Vec<TableDef> {
         .collect()
 }
 
-/// The SQLite type of a Fivetran type. Decimals are kept as text so no
-/// precision is lost; timestamps are ISO 8601 text.
-fn sql_type(data_type: i32) -> SqlType {
+/// The warehouse type of a declared Fivetran column. `NAIVE_TIME` and
+/// `UNSPECIFIED`, which Fivetran's engine types from the values, are text.
+fn column_type(column: &pb::Column) -> ColumnType {
     use pb::DataType;
-    match DataType::try_from(data_type).unwrap_or(DataType::Unspecified) {
-        DataType::Boolean | DataType::Short | DataType::Int | DataType::Long => SqlType::Integer,
-        DataType::Float | DataType::Double => SqlType::Real,
-        DataType::Binary => SqlType::Blob,
-        DataType::Decimal
-        | DataType::String
-        | DataType::Json
-        | DataType::Xml
-        | DataType::NaiveDate
-        | DataType::NaiveDatetime
-        | DataType::UtcDatetime
-        | DataType::NaiveTime
-        | DataType::Unspecified => SqlType::Text,
+    match DataType::try_from(column.r#type).unwrap_or(DataType::Unspecified) {
+        DataType::Boolean => ColumnType::Boolean,
+        DataType::Short => ColumnType::Short,
+        DataType::Int => ColumnType::Int,
+        DataType::Long => ColumnType::Long,
+        DataType::Float => ColumnType::Float,
+        DataType::Double => ColumnType::Double,
+        DataType::Decimal => {
+            let (precision, scale) = match column
+                .params
+                .as_ref()
+                .and_then(|params| params.params.as_ref())
+            {
+                Some(pb::data_type_params::Params::Decimal(decimal)) => {
+                    (decimal.precision, decimal.scale)
+                }
+                // No precision declared: the widest there is, with ten decimals
+                // (an assumption: this connector declares no decimals).
+                _ => (38, 10),
+            };
+            ColumnType::decimal(precision, scale)
+        }
+        DataType::NaiveDate => ColumnType::NaiveDate,
+        DataType::NaiveDatetime => ColumnType::NaiveDateTime,
+        DataType::UtcDatetime => ColumnType::UtcDateTime,
+        DataType::Binary => ColumnType::Binary,
+        DataType::Json => ColumnType::Json,
+        DataType::String | DataType::Xml | DataType::NaiveTime | DataType::Unspecified => {
+            ColumnType::String
+        }
     }
 }
 
@@ -383,12 +400,12 @@ struct InvalidTimestamp {
     nanos: i32,
 }
 
-/// One protobuf value as a SQLite value.
+/// One protobuf value as a warehouse value.
 fn sql_value(value: pb::ValueType) -> Result<SqlValue, InvalidTimestamp> {
     use pb::value_type::Inner;
     Ok(match value.inner {
         None | Some(Inner::Null(_)) => SqlValue::Null,
-        Some(Inner::Bool(flag)) => SqlValue::Integer(i64::from(flag)),
+        Some(Inner::Bool(flag)) => SqlValue::Bool(flag),
         Some(Inner::Short(number) | Inner::Int(number)) => SqlValue::Integer(i64::from(number)),
         Some(Inner::Long(number)) => SqlValue::Integer(number),
         Some(Inner::Float(number)) => SqlValue::Real(f64::from(number)),
@@ -444,7 +461,7 @@ mod tests {
             nanos: 0,
         };
         let cases = [
-            (Inner::Bool(true), SqlValue::Integer(1)),
+            (Inner::Bool(true), SqlValue::Bool(true)),
             (Inner::Int(7), SqlValue::Integer(7)),
             (Inner::Double(1.5), SqlValue::Real(1.5)),
             (Inner::Null(true), SqlValue::Null),
@@ -540,8 +557,8 @@ mod tests {
             )),
         };
         let tables = schema_tables(&response, &mut Names::new(Naming::Fivetran)).unwrap();
-        assert_eq!(tables[0].columns[0].sql_type, SqlType::Text);
+        assert_eq!(tables[0].columns[0].column_type, ColumnType::String);
         assert!(tables[0].columns[0].primary_key);
-        assert_eq!(tables[0].columns[1].sql_type, SqlType::Integer);
+        assert_eq!(tables[0].columns[1].column_type, ColumnType::Long);
     }
 }

@@ -1,31 +1,32 @@
-//! The debug warehouse: a SQLite file standing in for Fivetran's destination
-//! (one table per Fivetran table, plus the system columns), the operations
-//! applied the way Fivetran applies them, and the atomic `state.json` writer.
+//! The debug warehouse: Fivetran's destination written locally (one table
+//! per Fivetran table, plus the system columns), the operations applied the
+//! way Fivetran's engine applies them, and the atomic `state.json` writer.
 //! It knows nothing of protobuf: the `tester` module translates into it.
 //!
-//! SQLite has no schemas, so Fivetran's `tester` schema is not reproduced:
-//! tables carry their plain names.
+//! The rules live here once; the SQL engine underneath is SQLite
+//! (`files/warehouse.sqlite`, always built in) or DuckDB (`files/warehouse.db`
+//! in schema `tester`, as Fivetran's tools write it; cargo feature `duckdb`).
 
 use std::{
     borrow::Cow,
     collections::{BTreeMap, HashSet},
-    path::Path,
+    path::{Path, PathBuf},
 };
 
 use chrono::{DateTime, SubsecRound as _, TimeDelta, Utc};
-use rusqlite::{Connection, OptionalExtension as _, params_from_iter};
+
+use database::{CatalogColumn, Database, quote};
 
 /// When the row was last written (UTC, microseconds, strictly increasing).
 pub const SYNCED_COLUMN: &str = "_fivetran_synced";
-/// 1 once the row was deleted or truncated at the source (soft delete).
+/// True once the row was deleted or truncated at the source (soft delete).
 pub const DELETED_COLUMN: &str = "_fivetran_deleted";
 
 /// Fixed width, so text order is time order and SQL `<` compares instants.
 const SYNCED_FORMAT: &str = "%Y-%m-%dT%H:%M:%S%.6fZ";
 
-/// Statements are cached per column set; a handful of tables and operations
-/// need a few dozen at most.
-const STATEMENT_CACHE_CAPACITY: usize = 128;
+/// Where a warehouse keeps the naming mode of its first run, as Fivetran's engine does.
+const METADATA_TABLE: &str = "_fivetran_metadata";
 
 /// What one operation did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -42,6 +43,27 @@ pub enum WarehouseError {
     /// SQLite itself failed.
     #[error("SQLite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// DuckDB itself failed.
+    #[cfg(feature = "duckdb")]
+    #[error("DuckDB: {0}")]
+    DuckDb(#[from] ::duckdb::Error),
+    /// Another process has the DuckDB file open (DuckDB allows one).
+    #[error(
+        "a connection to {} is already open (a `duckdb -ui` session or Fivetran's own tool?): close it and run again",
+        path.display()
+    )]
+    Locked {
+        /// The warehouse file.
+        path: PathBuf,
+    },
+    /// This binary was built without the engine asked for.
+    #[error(
+        "this sensource-connector was built without {0}: build it with `cargo build --release --features duckdb` to use --warehouse duckdb"
+    )]
+    NotBuilt(WarehouseKind),
+    /// The engine's catalogue said something the warehouse cannot read.
+    #[error("reading the warehouse's tables: {0}")]
+    Catalog(String),
     /// A record for a table the schema never declared.
     #[error("table `{0}` was not declared in the schema")]
     UnknownTable(String),
@@ -93,45 +115,59 @@ pub enum WarehouseError {
 /// What the warehouse remembers about a table.
 #[derive(Clone, Debug)]
 struct TableInfo {
-    /// Data columns (system columns excluded), in table order.
+    /// Data columns (system columns excluded).
     columns: HashSet<String>,
     /// Primary-key columns, in key order.
     primary_key: Vec<String>,
 }
 
-/// The SQLite warehouse. Writes happen inside one open transaction that
+/// The warehouse. Writes happen inside one open transaction that
 /// [`Warehouse::commit`] ends (at each checkpoint) and
 /// [`Warehouse::rollback`] discards; dropping the warehouse without
 /// committing discards too, as a crash would.
 #[derive(Debug)]
 pub struct Warehouse {
-    connection: Connection,
+    database: Box<dyn Database>,
     tables: BTreeMap<String, TableInfo>,
     /// The last `_fivetran_synced` handed out: later ones are strictly greater.
     last_synced: Option<DateTime<Utc>>,
 }
 
 impl Warehouse {
-    /// Opens (or creates) the warehouse file.
+    /// Opens (or creates) a warehouse file of `kind`.
     ///
     /// # Errors
-    /// When SQLite cannot open or read it.
-    pub fn open(path: &Path) -> Result<Self, WarehouseError> {
-        Self::from_connection(Connection::open(path)?)
+    /// When the engine cannot open or read it, DuckDB's file is held by
+    /// another process, or this binary lacks the engine.
+    pub fn open(kind: WarehouseKind, path: &Path) -> Result<Self, WarehouseError> {
+        let database: Box<dyn Database> = match kind {
+            WarehouseKind::Sqlite => Box::new(sqlite::Sqlite::open(path)?),
+            #[cfg(feature = "duckdb")]
+            WarehouseKind::DuckDb => Box::new(duckdb::DuckDb::open(path)?),
+            #[cfg(not(feature = "duckdb"))]
+            WarehouseKind::DuckDb => return Err(WarehouseError::NotBuilt(kind)),
+        };
+        Self::from_database(database)
     }
 
-    /// An in-memory warehouse (tests).
+    /// An in-memory warehouse of `kind` (tests).
     ///
     /// # Errors
-    /// When SQLite fails.
-    pub fn open_in_memory() -> Result<Self, WarehouseError> {
-        Self::from_connection(Connection::open_in_memory()?)
+    /// When the engine fails, or this binary lacks it.
+    pub fn open_in_memory(kind: WarehouseKind) -> Result<Self, WarehouseError> {
+        let database: Box<dyn Database> = match kind {
+            WarehouseKind::Sqlite => Box::new(sqlite::Sqlite::open_in_memory()?),
+            #[cfg(feature = "duckdb")]
+            WarehouseKind::DuckDb => Box::new(duckdb::DuckDb::open_in_memory()?),
+            #[cfg(not(feature = "duckdb"))]
+            WarehouseKind::DuckDb => return Err(WarehouseError::NotBuilt(kind)),
+        };
+        Self::from_database(database)
     }
 
-    fn from_connection(connection: Connection) -> Result<Self, WarehouseError> {
-        connection.set_prepared_statement_cache_capacity(STATEMENT_CACHE_CAPACITY);
+    fn from_database(database: Box<dyn Database>) -> Result<Self, WarehouseError> {
         let mut warehouse = Self {
-            connection,
+            database,
             tables: BTreeMap::new(),
             last_synced: None,
         };
@@ -139,13 +175,20 @@ impl Warehouse {
         // Continue after the newest row of a previous run, so a TRUNCATE now
         // is later than every row already there even if the wall clock moved back.
         for table in warehouse.tables.keys() {
-            let newest: Option<String> = warehouse.connection.query_row(
-                &format!("SELECT MAX({}) FROM {}", quote(SYNCED_COLUMN), quote(table)),
-                [],
-                |row| row.get(0),
-            )?;
-            let newest = newest
-                .and_then(|text| DateTime::parse_from_rfc3339(&text).ok())
+            let sql = format!(
+                "SELECT MAX({}) FROM {}",
+                quote(SYNCED_COLUMN),
+                warehouse.database.table_sql(table)
+            );
+            let newest = warehouse
+                .database
+                .query(&sql, &[], 1)?
+                .into_iter()
+                .flatten()
+                .find_map(|value| match value {
+                    SqlValue::Text(text) => DateTime::parse_from_rfc3339(&text).ok(),
+                    _ => None,
+                })
                 .map(|time| time.with_timezone(&Utc));
             if newest > warehouse.last_synced {
                 warehouse.last_synced = newest;
@@ -154,49 +197,62 @@ impl Warehouse {
         Ok(warehouse)
     }
 
-    /// Reads the tables this warehouse manages (those with both system columns).
+    /// Which engine holds the warehouse.
+    pub fn kind(&self) -> WarehouseKind {
+        self.database.kind()
+    }
+
+    /// Reads the tables this warehouse manages (those with both system
+    /// columns and a primary key).
     fn load_tables(&mut self) -> Result<(), WarehouseError> {
-        let names: Vec<String> = self
-            .connection
-            .prepare(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
-            )?
-            .query_map([], |row| row.get(0))?
-            .collect::<Result<_, _>>()?;
         self.tables.clear();
-        for name in names {
-            let mut columns = HashSet::new();
-            let mut keys = Vec::new();
-            let mut system = 0;
-            let mut statement = self
-                .connection
-                .prepare(&format!("PRAGMA table_info({})", quote(&name)))?;
-            let mut rows = statement.query([])?;
-            while let Some(row) = rows.next()? {
-                let column: String = row.get("name")?;
-                let key_position: i64 = row.get("pk")?;
-                if column == SYNCED_COLUMN || column == DELETED_COLUMN {
-                    system += 1;
-                    continue;
-                }
-                if key_position > 0 {
-                    keys.push((key_position, column.clone()));
-                }
-                columns.insert(column);
+        let mut by_table: BTreeMap<String, Vec<CatalogColumn>> = BTreeMap::new();
+        for column in self.database.catalog()? {
+            by_table
+                .entry(column.table.clone())
+                .or_default()
+                .push(column);
+        }
+        for (name, catalog) in by_table {
+            let system = catalog
+                .iter()
+                .filter(|column| is_system_column(&column.column))
+                .count();
+            let mut keys: Vec<(u32, String)> = catalog
+                .iter()
+                .filter_map(|column| Some((column.key_position?, column.column.clone())))
+                .collect();
+            if system != 2 || keys.is_empty() {
+                continue;
             }
-            if system == 2 && !keys.is_empty() {
-                keys.sort();
-                let primary_key = keys.into_iter().map(|(_, column)| column).collect();
-                self.tables.insert(
-                    name,
-                    TableInfo {
-                        columns,
-                        primary_key,
-                    },
-                );
-            }
+            keys.sort();
+            self.tables.insert(
+                name,
+                TableInfo {
+                    columns: catalog
+                        .into_iter()
+                        .map(|column| column.column)
+                        .filter(|column| !is_system_column(column))
+                        .collect(),
+                    primary_key: keys.into_iter().map(|(_, column)| column).collect(),
+                },
+            );
         }
         Ok(())
+    }
+
+    /// Each column of `table` with the engine's name of its type, in table order.
+    ///
+    /// # Errors
+    /// When the engine fails.
+    pub fn column_types(&self, table: &str) -> Result<Vec<(String, String)>, WarehouseError> {
+        Ok(self
+            .database
+            .catalog()?
+            .into_iter()
+            .filter(|column| column.table == table)
+            .map(|column| (column.column, column.type_name))
+            .collect())
     }
 
     /// Records the naming mode on the first run and refuses another one
@@ -206,27 +262,39 @@ impl Warehouse {
     /// # Errors
     /// [`WarehouseError::NamingChanged`], or SQLite failing.
     pub fn remember_naming(&mut self, naming: &str) -> Result<(), WarehouseError> {
-        self.connection.execute_batch(
-            "CREATE TABLE IF NOT EXISTS _fivetran_metadata (key TEXT PRIMARY KEY, value TEXT)",
+        let metadata = quote(METADATA_TABLE);
+        self.database.execute(
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {metadata} (\"key\" VARCHAR PRIMARY KEY, \"value\" VARCHAR)"
+            ),
+            &[],
         )?;
-        let recorded: Option<String> = self
-            .connection
-            .query_row(
-                "SELECT value FROM _fivetran_metadata WHERE key = 'naming_strategy'",
-                [],
-                |row| row.get(0),
-            )
-            .optional()?;
+        let recorded = self
+            .database
+            .query(
+                &format!("SELECT \"value\" FROM {metadata} WHERE \"key\" = 'naming_strategy'"),
+                &[],
+                1,
+            )?
+            .into_iter()
+            .flatten()
+            .find_map(|value| match value {
+                SqlValue::Text(text) => Some(text),
+                _ => None,
+            });
         match recorded {
-            Some(was) if was != naming => Err(WarehouseError::NamingChanged {
-                was,
+            // Fivetran's tools write the mode in capitals.
+            Some(was) if !was.eq_ignore_ascii_case(naming) => Err(WarehouseError::NamingChanged {
+                was: was.to_ascii_lowercase(),
                 now: naming.to_owned(),
             }),
             Some(_) => Ok(()),
             None => {
-                self.connection.execute(
-                    "INSERT INTO _fivetran_metadata (key, value) VALUES ('naming_strategy', ?1)",
-                    [naming],
+                self.database.execute(
+                    &format!(
+                        "INSERT INTO {metadata} (\"key\", \"value\") VALUES ('naming_strategy', ?)"
+                    ),
+                    &[&SqlValue::Text(naming.to_owned())],
                 )?;
                 Ok(())
             }
@@ -250,7 +318,7 @@ impl Warehouse {
     /// [`ID_COLUMN`].
     ///
     /// # Errors
-    /// A reserved column name, or SQLite failing.
+    /// A reserved column name, or the engine failing.
     pub fn create_keyless(
         &mut self,
         table: &str,
@@ -258,7 +326,7 @@ impl Warehouse {
     ) -> Result<TableChange, WarehouseError> {
         let columns = std::iter::once(ColumnDef {
             name: ID_COLUMN.to_owned(),
-            sql_type: SqlType::Text,
+            column_type: ColumnType::String,
             primary_key: true,
         })
         .chain(
@@ -266,7 +334,7 @@ impl Warehouse {
                 .filter(|(column, value)| column.as_str() != ID_COLUMN && !value.is_null())
                 .map(|(column, value)| ColumnDef {
                     name: column.clone(),
-                    sql_type: value.sql_type(),
+                    column_type: value.column_type(),
                     primary_key: false,
                 }),
         )
@@ -284,36 +352,28 @@ impl Warehouse {
 
     /// Whether changes are waiting for [`Warehouse::commit`].
     pub fn has_pending_changes(&self) -> bool {
-        !self.connection.is_autocommit()
-    }
-
-    fn begin(&mut self) -> Result<(), WarehouseError> {
-        if self.connection.is_autocommit() {
-            self.connection.execute_batch("BEGIN")?;
-        }
-        Ok(())
+        self.database.in_transaction()
     }
 
     /// Makes every change since the last commit durable, in one transaction.
     ///
     /// # Errors
-    /// When SQLite cannot commit (the changes are then lost).
+    /// When the engine cannot commit (the changes are then lost).
     pub fn commit(&mut self) -> Result<(), WarehouseError> {
-        if !self.connection.is_autocommit() {
-            self.connection.execute_batch("COMMIT")?;
+        let committed = self.database.commit();
+        if committed.is_err() {
+            // What was not committed is gone: forget its tables and columns too.
+            self.load_tables()?;
         }
-        Ok(())
+        committed
     }
 
     /// Discards every change since the last commit, tables and columns included.
     ///
     /// # Errors
-    /// When SQLite fails.
+    /// When the engine fails.
     pub fn rollback(&mut self) -> Result<(), WarehouseError> {
-        // SQLite may already have rolled back by itself after some errors.
-        if !self.connection.is_autocommit() {
-            self.connection.execute_batch("ROLLBACK")?;
-        }
+        self.database.rollback()?;
         // Columns or tables created since the last commit are gone again.
         self.load_tables()
     }
@@ -322,7 +382,8 @@ impl Warehouse {
     /// columns and the primary key are left as they are.
     ///
     /// # Errors
-    /// A table without a primary key, a reserved column name, or SQLite failing.
+    /// A table without a primary key, a changed primary key, a reserved
+    /// column name, or the engine failing.
     pub fn ensure_table(&mut self, table: &TableDef) -> Result<TableChange, WarehouseError> {
         if let Some(column) = table
             .columns
@@ -334,31 +395,26 @@ impl Warehouse {
                 column: column.name.clone(),
             });
         }
-        self.begin()?;
+        let declared_key: Vec<String> = table
+            .columns
+            .iter()
+            .filter(|column| column.primary_key)
+            .map(|column| column.name.clone())
+            .collect();
+        self.database.begin()?;
         if let Some(info) = self.tables.get(&table.name) {
-            let declared_key: Vec<&String> = table
-                .columns
-                .iter()
-                .filter(|column| column.primary_key)
-                .map(|column| &column.name)
-                .collect();
-            if !declared_key.is_empty() && declared_key.iter().copied().ne(info.primary_key.iter())
-            {
+            if !declared_key.is_empty() && declared_key != info.primary_key {
                 return Err(WarehouseError::PrimaryKeyChanged {
                     table: table.name.clone(),
                     was: info.primary_key.join(", "),
-                    now: declared_key
-                        .iter()
-                        .map(|name| name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", "),
+                    now: declared_key.join(", "),
                 });
             }
-            let missing: Vec<(String, SqlType)> = table
+            let missing: Vec<(String, ColumnType)> = table
                 .columns
                 .iter()
                 .filter(|column| !info.columns.contains(&column.name))
-                .map(|column| (column.name.clone(), column.sql_type))
+                .map(|column| (column.name.clone(), column.column_type))
                 .collect();
             if missing.is_empty() {
                 return Ok(TableChange::Unchanged);
@@ -368,20 +424,14 @@ impl Warehouse {
             ));
         }
 
-        let primary_key: Vec<String> = table
-            .columns
-            .iter()
-            .filter(|column| column.primary_key)
-            .map(|column| column.name.clone())
-            .collect();
-        if primary_key.is_empty() {
+        if declared_key.is_empty() {
             return Err(WarehouseError::NoPrimaryKey(table.name.clone()));
         }
-        let mut ddl = format!("CREATE TABLE {} (", quote(&table.name));
+        let mut ddl = format!("CREATE TABLE {} (", self.database.table_sql(&table.name));
         for column in &table.columns {
             ddl.push_str(&quote(&column.name));
             ddl.push(' ');
-            ddl.push_str(column.sql_type.as_sql());
+            ddl.push_str(&self.database.type_sql(column.column_type));
             // SQLite lets key columns of ordinary tables hold NULL; Fivetran does not.
             if column.primary_key {
                 ddl.push_str(" NOT NULL");
@@ -389,12 +439,11 @@ impl Warehouse {
             ddl.push_str(", ");
         }
         ddl.push_str(&format!(
-            "{} TEXT NOT NULL, {} INTEGER NOT NULL DEFAULT 0, PRIMARY KEY ({}))",
-            quote(SYNCED_COLUMN),
-            quote(DELETED_COLUMN),
-            quoted_list(&primary_key)
+            "{}, PRIMARY KEY ({}))",
+            self.database.system_columns_sql(),
+            quoted_list(&declared_key)
         ));
-        self.connection.execute_batch(&ddl)?;
+        self.database.execute(&ddl, &[])?;
         self.tables.insert(
             table.name.clone(),
             TableInfo {
@@ -403,28 +452,10 @@ impl Warehouse {
                     .iter()
                     .map(|column| column.name.clone())
                     .collect(),
-                primary_key,
+                primary_key: declared_key,
             },
         );
         Ok(TableChange::Created)
-    }
-
-    fn add_column(
-        &mut self,
-        table: &str,
-        column: &str,
-        sql_type: SqlType,
-    ) -> Result<(), WarehouseError> {
-        self.connection.execute_batch(&format!(
-            "ALTER TABLE {} ADD COLUMN {} {}",
-            quote(table),
-            quote(column),
-            sql_type.as_sql()
-        ))?;
-        if let Some(info) = self.tables.get_mut(table) {
-            info.columns.insert(column.to_owned());
-        }
-        Ok(())
     }
 
     /// `row` without the NULL values of columns the table does not have: as
@@ -467,7 +498,7 @@ impl Warehouse {
                 });
             }
             if !info.columns.contains(column) {
-                missing.push((column.clone(), value.sql_type()));
+                missing.push((column.clone(), value.column_type()));
             }
         }
         self.add_columns(table, missing)
@@ -477,28 +508,23 @@ impl Warehouse {
     fn add_columns(
         &mut self,
         table: &str,
-        missing: Vec<(String, SqlType)>,
+        missing: Vec<(String, ColumnType)>,
     ) -> Result<Vec<String>, WarehouseError> {
         let mut added = Vec::with_capacity(missing.len());
-        for (column, sql_type) in missing {
-            self.add_column(table, &column, sql_type)?;
+        for (column, column_type) in missing {
+            let sql = format!(
+                "ALTER TABLE {} ADD COLUMN {} {}",
+                self.database.table_sql(table),
+                quote(&column),
+                self.database.type_sql(column_type)
+            );
+            self.database.execute(&sql, &[])?;
+            if let Some(info) = self.tables.get_mut(table) {
+                info.columns.insert(column.clone());
+            }
             added.push(column);
         }
         Ok(added)
-    }
-
-    /// Runs one (cached) write statement.
-    fn execute(
-        &self,
-        sql: &str,
-        params: impl rusqlite::Params,
-        added_columns: Vec<String>,
-    ) -> Result<Applied, WarehouseError> {
-        let rows = self.connection.prepare_cached(sql)?.execute(params)?;
-        Ok(Applied {
-            rows: rows as u64,
-            added_columns,
-        })
     }
 
     fn info(&self, table: &str) -> Result<&TableInfo, WarehouseError> {
@@ -550,18 +576,33 @@ impl Warehouse {
         SqlValue::Text(next.format(SYNCED_FORMAT).to_string())
     }
 
+    /// Runs one write statement in the open transaction.
+    fn write(
+        &mut self,
+        sql: &str,
+        params: &[&SqlValue],
+        added_columns: Vec<String>,
+    ) -> Result<Applied, WarehouseError> {
+        Ok(Applied {
+            rows: self.database.execute(sql, params)?,
+            added_columns,
+        })
+    }
+
     /// UPSERT: replaces the whole row with this key; columns not in `row`
     /// become NULL and the row is live again.
     ///
     /// # Errors
-    /// An undeclared table, a NULL or missing key, or SQLite failing.
+    /// An undeclared table, a NULL or missing key, or the engine failing.
     pub fn upsert(&mut self, table: &str, row: &Row) -> Result<Applied, WarehouseError> {
         self.check_key("UPSERT", table, row)?;
         let row = &self.without_unknown_nulls(table, row)?;
-        self.begin()?;
+        self.database.begin()?;
         let added_columns = self.add_missing_columns(table, row)?;
         let synced = self.next_synced();
-        let mut sql = format!("INSERT OR REPLACE INTO {} (", quote(table));
+        let info = self.info(table)?;
+        // `INSERT … ON CONFLICT DO UPDATE` of every column, as Fivetran's engine writes an upsert.
+        let mut sql = format!("INSERT INTO {} (", self.database.table_sql(table));
         for column in row.keys() {
             sql.push_str(&quote(column));
             sql.push_str(", ");
@@ -574,29 +615,49 @@ impl Warehouse {
         for _ in 0..=row.len() {
             sql.push_str("?, ");
         }
-        sql.push_str("0)");
-        self.execute(
-            &sql,
-            params_from_iter(row.values().chain([&synced])),
-            added_columns,
-        )
+        sql.push_str(&format!(
+            "FALSE) ON CONFLICT ({}) DO UPDATE SET ",
+            quoted_list(&info.primary_key)
+        ));
+        let mut others: Vec<&String> = info
+            .columns
+            .iter()
+            .filter(|column| !info.primary_key.contains(column))
+            .collect();
+        // A fixed order, so the cached statement is reused.
+        others.sort();
+        for name in others {
+            let column = quote(name);
+            if row.contains_key(name) {
+                sql.push_str(&format!("{column} = excluded.{column}, "));
+            } else {
+                sql.push_str(&format!("{column} = NULL, "));
+            }
+        }
+        sql.push_str(&format!(
+            "{synced} = excluded.{synced}, {deleted} = FALSE",
+            synced = quote(SYNCED_COLUMN),
+            deleted = quote(DELETED_COLUMN),
+        ));
+        let params: Vec<&SqlValue> = row.values().chain([&synced]).collect();
+        self.write(&sql, &params, added_columns)
     }
 
     /// UPDATE: sets only the given columns of the row with this key, and
     /// revives it if it was soft-deleted; does nothing when that row is absent.
     ///
     /// # Errors
-    /// An undeclared table, a NULL or missing key, or SQLite failing.
+    /// An undeclared table, a NULL or missing key, or the engine failing.
     pub fn update(&mut self, table: &str, row: &Row) -> Result<Applied, WarehouseError> {
         let key = self.key_of("UPDATE", table, row)?;
         let row = &self.without_unknown_nulls(table, row)?;
-        self.begin()?;
+        self.database.begin()?;
         let added_columns = self.add_missing_columns(table, row)?;
         let synced = self.next_synced();
         // As Fivetran does, an update also revives a soft-deleted row.
         let mut sql = format!(
-            "UPDATE {} SET {} = 0, ",
-            quote(table),
+            "UPDATE {} SET {} = FALSE, ",
+            self.database.table_sql(table),
             quote(DELETED_COLUMN)
         );
         let mut values: Vec<&SqlValue> = Vec::with_capacity(row.len() + 1);
@@ -608,53 +669,54 @@ impl Warehouse {
         values.push(&synced);
         sql.push_str(&key_condition(&key));
         values.extend(key.iter().filter_map(|column| row.get(column)));
-        self.execute(&sql, params_from_iter(values), added_columns)
+        self.write(&sql, &values, added_columns)
     }
 
     /// DELETE: soft-deletes the row with this key (other columns of `row`
     /// are ignored); does nothing when it is absent.
     ///
     /// # Errors
-    /// An undeclared table, a NULL or missing key, or SQLite failing.
+    /// An undeclared table, a NULL or missing key, or the engine failing.
     pub fn delete(&mut self, table: &str, row: &Row) -> Result<Applied, WarehouseError> {
         let key = self.key_of("DELETE", table, row)?;
-        self.begin()?;
+        self.database.begin()?;
         let synced = self.next_synced();
         let sql = format!(
-            "UPDATE {} SET {} = 1, {} = ?{}",
-            quote(table),
+            "UPDATE {} SET {} = TRUE, {} = ?{}",
+            self.database.table_sql(table),
             quote(DELETED_COLUMN),
             quote(SYNCED_COLUMN),
             key_condition(&key)
         );
-        let values = [&synced]
+        let values: Vec<&SqlValue> = [&synced]
             .into_iter()
-            .chain(key.iter().filter_map(|column| row.get(column)));
-        self.execute(&sql, params_from_iter(values), Vec::new())
+            .chain(key.iter().filter_map(|column| row.get(column)))
+            .collect();
+        self.write(&sql, &values, Vec::new())
     }
 
     /// TRUNCATE: soft-deletes every live row synced before now (that is,
     /// before this operation). Rows upserted after it stay live.
     ///
     /// # Errors
-    /// An undeclared table or SQLite failing.
+    /// An undeclared table or the engine failing.
     pub fn truncate(&mut self, table: &str) -> Result<Applied, WarehouseError> {
         self.info(table)?;
-        self.begin()?;
+        self.database.begin()?;
         let synced = self.next_synced();
         let sql = format!(
-            "UPDATE {table} SET {deleted} = 1 WHERE {synced} < ? AND {deleted} = 0",
-            table = quote(table),
+            "UPDATE {table} SET {deleted} = TRUE WHERE {synced} < ? AND {deleted} = FALSE",
+            table = self.database.table_sql(table),
             deleted = quote(DELETED_COLUMN),
             synced = quote(SYNCED_COLUMN),
         );
-        self.execute(&sql, [&synced], Vec::new())
+        self.write(&sql, &[&synced], Vec::new())
     }
 
     /// Rows not soft-deleted, ordered by primary key, system columns included.
     ///
     /// # Errors
-    /// An unknown table or SQLite failing.
+    /// An unknown table or the engine failing.
     pub fn live_rows(&self, table: &str) -> Result<Vec<Row>, WarehouseError> {
         self.select_rows(table, true)
     }
@@ -662,63 +724,61 @@ impl Warehouse {
     /// Every row, soft-deleted ones included, ordered by primary key.
     ///
     /// # Errors
-    /// An unknown table or SQLite failing.
+    /// An unknown table or the engine failing.
     pub fn all_rows(&self, table: &str) -> Result<Vec<Row>, WarehouseError> {
         self.select_rows(table, false)
     }
 
     fn select_rows(&self, table: &str, live_only: bool) -> Result<Vec<Row>, WarehouseError> {
         let info = self.info(table)?;
+        let mut names: Vec<String> = info.columns.iter().cloned().collect();
+        names.sort();
+        names.extend([SYNCED_COLUMN.to_owned(), DELETED_COLUMN.to_owned()]);
         let filter = if live_only {
-            format!(" WHERE {} = 0", quote(DELETED_COLUMN))
+            format!(" WHERE {} = FALSE", quote(DELETED_COLUMN))
         } else {
             String::new()
         };
         let sql = format!(
-            "SELECT * FROM {}{filter} ORDER BY {}",
-            quote(table),
+            "SELECT {} FROM {}{filter} ORDER BY {}",
+            quoted_list(&names),
+            self.database.table_sql(table),
             quoted_list(&info.primary_key)
         );
-        let mut statement = self.connection.prepare(&sql)?;
-        let names: Vec<String> = statement.column_names().map(str::to_owned).collect();
-        let mut rows = statement.query([])?;
-        let mut result = Vec::new();
-        while let Some(row) = rows.next()? {
-            let mut map = Row::new();
-            for (index, name) in names.iter().enumerate() {
-                map.insert(name.clone(), SqlValue::from(row.get_ref(index)?));
-            }
-            result.push(map);
-        }
-        Ok(result)
+        Ok(self
+            .database
+            .query(&sql, &[], names.len())?
+            .into_iter()
+            .map(|values| names.iter().cloned().zip(values).collect())
+            .collect())
     }
 
     /// How many rows of `table` are not soft-deleted.
     ///
     /// # Errors
-    /// An unknown table or SQLite failing.
+    /// An unknown table or the engine failing.
     pub fn live_row_count(&self, table: &str) -> Result<u64, WarehouseError> {
         self.info(table)?;
-        let count: i64 = self.connection.query_row(
-            &format!(
-                "SELECT COUNT(*) FROM {} WHERE {} = 0",
-                quote(table),
-                quote(DELETED_COLUMN)
-            ),
-            [],
-            |row| row.get(0),
-        )?;
-        Ok(count.max(0) as u64)
+        let sql = format!(
+            "SELECT COUNT(*) FROM {} WHERE {} = FALSE",
+            self.database.table_sql(table),
+            quote(DELETED_COLUMN)
+        );
+        let count = self
+            .database
+            .query(&sql, &[], 1)?
+            .into_iter()
+            .flatten()
+            .next();
+        Ok(match count {
+            Some(SqlValue::Integer(count)) => u64::try_from(count).unwrap_or(0),
+            _ => 0,
+        })
     }
 }
 
 fn is_system_column(name: &str) -> bool {
     name == SYNCED_COLUMN || name == DELETED_COLUMN
-}
-
-/// An SQL identifier, quoted so any name (keywords, parentheses) is safe.
-fn quote(identifier: &str) -> String {
-    format!("\"{}\"", identifier.replace('"', "\"\""))
 }
 
 fn quoted_list(columns: &[String]) -> String {
@@ -738,10 +798,15 @@ fn key_condition(key: &[String]) -> String {
     format!(" WHERE {}", conditions.join(" AND "))
 }
 
+mod database;
+#[cfg(feature = "duckdb")]
+mod duckdb;
+mod sqlite;
 mod state_file;
 #[cfg(test)]
 mod tests;
 mod types;
 
+pub use database::{UnknownWarehouse, WarehouseKind};
 pub use state_file::{read_state, write_state_atomically};
-pub use types::{ColumnDef, ID_COLUMN, Row, SqlType, SqlValue, TableChange, TableDef, row_id};
+pub use types::{ColumnDef, ColumnType, ID_COLUMN, Row, SqlValue, TableChange, TableDef, row_id};

@@ -10,7 +10,7 @@ use std::{
 
 use chrono::{DateTime, NaiveDate, Utc};
 use fivetran_source::{
-    debug::warehouse::{SqlValue, Warehouse},
+    debug::warehouse::{SqlValue, Warehouse, WarehouseKind},
     simulator::{Faults, SimulatorHandle},
 };
 
@@ -44,9 +44,25 @@ fn write_configuration(dir: &Path, config: &HashMap<String, String>) {
     .unwrap();
 }
 
+/// The warehouse `debug --warehouse <kind>` wrote in `dir/files`.
+fn open_warehouse(dir: &Path, kind: WarehouseKind) -> Warehouse {
+    Warehouse::open(kind, &dir.join("files").join(kind.file_name())).unwrap()
+}
+
+/// `debug`, with `--warehouse <kind>` unless it is the default.
+fn debug_args(kind: WarehouseKind) -> Vec<&'static str> {
+    match kind {
+        WarehouseKind::Sqlite => vec!["debug"],
+        WarehouseKind::DuckDb => vec!["debug", "--warehouse", "duckdb"],
+    }
+}
+
 /// Live traffic rows in the warehouse, in the shape of `expected_traffic`.
-fn warehouse_traffic(dir: &Path) -> BTreeMap<(String, DateTime<Utc>), (Cell, Cell)> {
-    let warehouse = Warehouse::open(&dir.join("files/warehouse.db")).unwrap();
+fn warehouse_traffic(
+    dir: &Path,
+    kind: WarehouseKind,
+) -> BTreeMap<(String, DateTime<Utc>), (Cell, Cell)> {
+    let warehouse = open_warehouse(dir, kind);
     warehouse
         .live_rows("traffic")
         .unwrap()
@@ -85,27 +101,194 @@ fn debug_configuration(sim: &SimulatorHandle) -> HashMap<String, String> {
 }
 
 /// A debug run fills the warehouse with exactly the simulator's data and
-/// writes the state; the output shows the summary and no secret.
-#[tokio::test]
-async fn debug_run_fills_the_warehouse_with_the_simulator_data() {
+/// writes the state; the output shows the summary, the command that opens
+/// the warehouse, and no secret.
+async fn debug_run_fills_the_warehouse_with_the_simulator_data(
+    kind: WarehouseKind,
+) -> tempfile::TempDir {
     let sim = spawn_simulator().await;
     let dir = tempfile::tempdir().unwrap();
     write_configuration(dir.path(), &debug_configuration(&sim));
-    let output = run_binary(dir.path(), &["debug"]).await;
+    let output = run_binary(dir.path(), &debug_args(kind)).await;
     let printed = text(&output);
     assert!(output.status.success(), "{printed}");
     assert!(printed.contains("SYNC SUCCEEDED"), "{printed}");
+    let viewer = match kind {
+        WarehouseKind::Sqlite => "sqlite3 files/warehouse.sqlite",
+        WarehouseKind::DuckDb => "duckdb -ui files/warehouse.db",
+    };
+    assert!(printed.contains(viewer), "{printed}");
     assert_no_secrets(&printed, "sim-secret");
     assert_eq!(
-        warehouse_traffic(dir.path()),
+        warehouse_traffic(dir.path(), kind),
         expected_traffic(&sim, start())
     );
+    // Each engine has its own file: the other one is never created.
+    let files: Vec<String> = std::fs::read_dir(dir.path().join("files"))
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("warehouse"))
+        .collect();
+    assert_eq!(files, [kind.file_name()]);
     let state: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.path().join("files/state.json")).unwrap(),
     )
     .unwrap();
     assert_eq!(state["version"], 2);
     assert_eq!(state["tables"]["traffic"]["from"], "2025-01-01");
+    dir
+}
+
+#[tokio::test]
+async fn debug_run_fills_the_sqlite_warehouse_with_the_simulator_data() {
+    debug_run_fills_the_warehouse_with_the_simulator_data(WarehouseKind::Sqlite).await;
+}
+
+#[cfg(feature = "duckdb")]
+#[tokio::test]
+async fn debug_run_fills_the_duckdb_warehouse_with_the_simulator_data() {
+    let dir = debug_run_fills_the_warehouse_with_the_simulator_data(WarehouseKind::DuckDb).await;
+    fivetran_s_duckdb_reads_the_warehouse(dir.path());
+}
+
+/// Set (to anything but empty or `0`) by `.ci/run`: a Python without DuckDB
+/// then fails the test instead of skipping its check.
+#[cfg(feature = "duckdb")]
+const REQUIRE_PYTHON_DUCKDB: &str = "SENSOURCE_REQUIRE_PYTHON_DUCKDB";
+
+/// The DuckDB release Fivetran's engine (`fivetran-connector-sdk-core` 0.1.0) pins.
+#[cfg(feature = "duckdb")]
+const FIVETRAN_DUCKDB: &str = "1.5.6";
+
+/// What Fivetran's own tools would see: Python's `duckdb` of the release their
+/// engine pins opens the warehouse (read-only), finds the tables under
+/// `tester` with Fivetran's types and the rows the run reported, and runs the
+/// README's DuckDB query. Skipped, loudly, without that `duckdb` unless
+/// `SENSOURCE_REQUIRE_PYTHON_DUCKDB` is set.
+#[cfg(feature = "duckdb")]
+fn fivetran_s_duckdb_reads_the_warehouse(dir: &Path) {
+    const SCRIPT: &str = r#"
+import json, sys
+import duckdb
+con = duckdb.connect(sys.argv[1], read_only=True)
+types = con.execute(
+    "SELECT column_name, data_type FROM information_schema.columns "
+    "WHERE table_schema = 'tester' AND table_name = 'traffic' ORDER BY ordinal_position"
+).fetchall()
+live = con.execute("SELECT count(*) FROM tester.traffic WHERE NOT _fivetran_deleted").fetchone()[0]
+readme = con.execute(sys.argv[2]).fetchall()
+print(json.dumps({"version": duckdb.__version__, "types": types, "live": live, "readme_rows": len(readme)}))
+"#;
+    let required =
+        std::env::var(REQUIRE_PYTHON_DUCKDB).is_ok_and(|value| !value.is_empty() && value != "0");
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let query = readme
+        .split("```sql\n")
+        .skip(1)
+        .find(|block| block.starts_with("-- duckdb files/warehouse.db"))
+        .and_then(|block| block.split("```").next())
+        .expect("README has a ```sql block starting `-- duckdb files/warehouse.db`");
+    let output = Command::new("python3")
+        .args(["-c", SCRIPT])
+        .arg(dir.join("files/warehouse.db"))
+        .arg(query)
+        .stdin(Stdio::null())
+        .output();
+    // No Python, or a Python without duckdb: skipped unless required.
+    let missing = match &output {
+        Err(error) => Some(format!("cannot run python3: {error}")),
+        Ok(output)
+            if String::from_utf8_lossy(&output.stderr).contains("No module named 'duckdb'") =>
+        {
+            Some("python3 has no duckdb module".to_owned())
+        }
+        Ok(_) => None,
+    };
+    if let Some(why) = missing {
+        assert!(
+            !required,
+            "{REQUIRE_PYTHON_DUCKDB} is set but {why} (pip install duckdb=={FIVETRAN_DUCKDB})"
+        );
+        eprintln!(
+            "WARNING: {why}, so Fivetran's DuckDB did not read the warehouse (pip install duckdb=={FIVETRAN_DUCKDB})"
+        );
+        return;
+    }
+    let output = output.unwrap();
+    assert!(
+        output.status.success(),
+        "Python's duckdb could not read the warehouse: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    if required {
+        assert_eq!(seen["version"], FIVETRAN_DUCKDB, "{seen}");
+    }
+    let types: BTreeMap<String, String> = seen["types"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|pair| {
+            (
+                pair[0].as_str().unwrap().to_owned(),
+                pair[1].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    for (column, expected) in [
+        ("zone_id", "VARCHAR"),
+        ("record_date_hour_1", "TIMESTAMP WITH TIME ZONE"),
+        ("sumins", "BIGINT"),
+        ("sumouts", "BIGINT"),
+        ("_fivetran_synced", "TIMESTAMP WITH TIME ZONE"),
+        ("_fivetran_deleted", "BOOLEAN"),
+    ] {
+        assert_eq!(
+            types.get(column).map(String::as_str),
+            Some(expected),
+            "{seen}"
+        );
+    }
+    let live = open_warehouse(dir, WarehouseKind::DuckDb)
+        .live_row_count("traffic")
+        .unwrap();
+    assert_eq!(seen["live"], live, "{seen}");
+    assert!(seen["readme_rows"].as_u64().unwrap() > 0, "{seen}");
+}
+
+/// DuckDB allows one process per file: a warehouse held open elsewhere (`duckdb -ui`,
+/// Fivetran's tool) stops the run before it syncs, saying what to do.
+#[cfg(feature = "duckdb")]
+#[tokio::test]
+async fn a_duckdb_warehouse_held_open_elsewhere_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    write_configuration(dir.path(), &HashMap::new());
+    std::fs::create_dir(dir.path().join("files")).unwrap();
+    let held = open_warehouse(dir.path(), WarehouseKind::DuckDb);
+    let output = run_binary(
+        dir.path(),
+        &["debug", "--simulate", "--warehouse", "DuckDB"],
+    )
+    .await;
+    let printed = text(&output);
+    assert!(!output.status.success(), "{printed}");
+    assert!(printed.contains("is already open"), "{printed}");
+    assert!(printed.contains("close it and run again"), "{printed}");
+    assert!(!dir.path().join("files/state.json").exists());
+    drop(held);
+}
+
+/// A binary built without DuckDB refuses `--warehouse duckdb` at once and says how to build it.
+#[cfg(not(feature = "duckdb"))]
+#[tokio::test]
+async fn without_the_duckdb_feature_the_warehouse_option_says_how_to_build() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = run_binary(dir.path(), &["debug", "--warehouse", "duckdb"]).await;
+    let printed = text(&output);
+    assert_eq!(output.status.code(), Some(2), "{printed}");
+    assert!(printed.contains("--features duckdb"), "{printed}");
+    assert!(!dir.path().join("files").exists());
 }
 
 /// Output like `fivetran debug`: each checkpoint's state, the previous state on a resumed
@@ -152,7 +335,10 @@ async fn debug_output_and_environment_follow_fivetran_debug() {
         schema_changes.trim_end().ends_with(" 7"),
         "{schema_changes}"
     );
-    assert!(printed.contains("sqlite3 files/warehouse.db"), "{printed}");
+    assert!(
+        printed.contains("sqlite3 files/warehouse.sqlite"),
+        "{printed}"
+    );
     let second = run("fivetran").await.unwrap();
     let printed = text(&second);
     assert!(second.status.success(), "{printed}");
@@ -223,8 +409,7 @@ async fn configuration_test_runs_the_form_and_its_test() {
 
 /// A run that fails midway keeps exactly the rows of its checkpoints and the
 /// matching state; the next run resumes and completes.
-#[tokio::test]
-async fn failed_debug_run_keeps_checkpointed_rows_and_the_next_run_completes() {
+async fn failed_debug_run_keeps_checkpointed_rows_and_the_next_run_completes(kind: WarehouseKind) {
     let sim = spawn_simulator().await;
     sim.set_faults(Faults {
         fail_data_after: Some(2),
@@ -237,7 +422,7 @@ async fn failed_debug_run_keeps_checkpointed_rows_and_the_next_run_completes() {
     config.insert("chunk_days".into(), "20".into());
     write_configuration(dir.path(), &config);
 
-    let failed = run_binary(dir.path(), &["debug"]).await;
+    let failed = run_binary(dir.path(), &debug_args(kind)).await;
     let printed = text(&failed);
     assert_eq!(failed.status.code(), Some(1), "{printed}");
     assert!(printed.contains("SYNC FAILED"), "{printed}");
@@ -257,15 +442,28 @@ async fn failed_debug_run_keeps_checkpointed_rows_and_the_next_run_completes() {
     );
     let mut checkpointed = expected_traffic(&sim, start());
     checkpointed.retain(|(_, hour), _| hour.date_naive() <= through);
-    assert_eq!(warehouse_traffic(dir.path()), checkpointed);
+    assert_eq!(warehouse_traffic(dir.path(), kind), checkpointed);
 
     sim.set_faults(Faults::default());
-    let resumed = run_binary(dir.path(), &["debug"]).await;
+    let resumed = run_binary(dir.path(), &debug_args(kind)).await;
     assert!(resumed.status.success(), "{}", text(&resumed));
     assert_eq!(
-        warehouse_traffic(dir.path()),
+        warehouse_traffic(dir.path(), kind),
         expected_traffic(&sim, start())
     );
+}
+
+#[tokio::test]
+async fn failed_debug_run_into_sqlite_keeps_checkpointed_rows_and_the_next_run_completes() {
+    failed_debug_run_keeps_checkpointed_rows_and_the_next_run_completes(WarehouseKind::Sqlite)
+        .await;
+}
+
+#[cfg(feature = "duckdb")]
+#[tokio::test]
+async fn failed_debug_run_into_duckdb_keeps_checkpointed_rows_and_the_next_run_completes() {
+    failed_debug_run_keeps_checkpointed_rows_and_the_next_run_completes(WarehouseKind::DuckDb)
+        .await;
 }
 
 /// `debug --simulate` needs no configuration file and no credentials.
@@ -281,7 +479,7 @@ async fn debug_simulate_needs_no_account() {
     let printed = text(&output);
     assert!(output.status.success(), "{printed}");
     assert!(printed.contains("SYNC SUCCEEDED"), "{printed}");
-    let warehouse = Warehouse::open(&dir.path().join("files/warehouse.db")).unwrap();
+    let warehouse = open_warehouse(dir.path(), WarehouseKind::Sqlite);
     assert!(warehouse.live_row_count("traffic").unwrap() > 0);
     assert_eq!(warehouse.live_row_count("zone").unwrap(), 6);
 }

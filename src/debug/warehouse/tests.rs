@@ -1,5 +1,6 @@
 //! The warehouse applies operations as Fivetran's engine does, commits at
-//! checkpoints and replaces the state file atomically.
+//! checkpoints and replaces the state file atomically. Every rule is checked
+//! on every engine built in: `on_every_engine!` runs each test once per engine.
 
 use std::{fs, path::PathBuf};
 
@@ -17,26 +18,29 @@ fn row(values: &[(&str, SqlValue)]) -> Row {
 }
 
 fn zone_table() -> TableDef {
-    let column = |name: &str, sql_type, primary_key| ColumnDef {
+    let column = |name: &str, column_type, primary_key| ColumnDef {
         name: name.to_owned(),
-        sql_type,
+        column_type,
         primary_key,
     };
     TableDef {
         name: "zone".to_owned(),
         columns: vec![
-            column("zone_id", SqlType::Text, true),
-            column("name", SqlType::Text, false),
-            column("capacity", SqlType::Integer, false),
+            column("zone_id", ColumnType::String, true),
+            column("name", ColumnType::String, false),
+            column("capacity", ColumnType::Long, false),
         ],
     }
 }
 
 /// A warehouse in a file, with the zone table and one committed zone.
-fn file_warehouse_with_zone(zone_id: &str) -> (tempfile::TempDir, PathBuf, Warehouse) {
+fn file_warehouse_with_zone(
+    kind: WarehouseKind,
+    zone_id: &str,
+) -> (tempfile::TempDir, PathBuf, Warehouse) {
     let folder = tempfile::tempdir().unwrap();
-    let path = folder.path().join("warehouse.db");
-    let mut warehouse = Warehouse::open(&path).unwrap();
+    let path = folder.path().join(kind.file_name());
+    let mut warehouse = Warehouse::open(kind, &path).unwrap();
     warehouse.ensure_table(&zone_table()).unwrap();
     warehouse
         .upsert("zone", &row(&[("zone_id", text(zone_id))]))
@@ -45,8 +49,8 @@ fn file_warehouse_with_zone(zone_id: &str) -> (tempfile::TempDir, PathBuf, Wareh
     (folder, path, warehouse)
 }
 
-fn warehouse() -> Warehouse {
-    let mut warehouse = Warehouse::open_in_memory().unwrap();
+fn warehouse(kind: WarehouseKind) -> Warehouse {
+    let mut warehouse = Warehouse::open_in_memory(kind).unwrap();
     assert_eq!(
         warehouse.ensure_table(&zone_table()).unwrap(),
         TableChange::Created
@@ -56,12 +60,11 @@ fn warehouse() -> Warehouse {
 }
 
 fn deleted(row: &Row) -> bool {
-    row[DELETED_COLUMN] == SqlValue::Integer(1)
+    row[DELETED_COLUMN].is_true()
 }
 
-#[test]
-fn upsert_replaces_the_whole_row() {
-    let mut warehouse = warehouse();
+fn upsert_replaces_the_whole_row(kind: WarehouseKind) {
+    let mut warehouse = warehouse(kind);
     let first = row(&[
         ("zone_id", text("z1")),
         ("name", text("Door")),
@@ -85,9 +88,8 @@ fn upsert_replaces_the_whole_row() {
     assert!(!deleted(&rows[0]));
 }
 
-#[test]
-fn upsert_revives_a_deleted_row() {
-    let mut warehouse = warehouse();
+fn upsert_revives_a_deleted_row(kind: WarehouseKind) {
+    let mut warehouse = warehouse(kind);
     let key = row(&[("zone_id", text("z1"))]);
     warehouse.upsert("zone", &key).unwrap();
     warehouse.delete("zone", &key).unwrap();
@@ -96,9 +98,8 @@ fn upsert_revives_a_deleted_row() {
     assert_eq!(warehouse.live_row_count("zone").unwrap(), 1);
 }
 
-#[test]
-fn update_sets_only_given_columns_and_ignores_absent_rows() {
-    let mut warehouse = warehouse();
+fn update_sets_only_given_columns_and_ignores_absent_rows(kind: WarehouseKind) {
+    let mut warehouse = warehouse(kind);
     warehouse
         .upsert(
             "zone",
@@ -132,9 +133,8 @@ fn update_sets_only_given_columns_and_ignores_absent_rows() {
     assert_eq!(warehouse.all_rows("zone").unwrap().len(), 1);
 }
 
-#[test]
-fn delete_is_soft() {
-    let mut warehouse = warehouse();
+fn delete_is_soft(kind: WarehouseKind) {
+    let mut warehouse = warehouse(kind);
     warehouse
         .upsert(
             "zone",
@@ -154,9 +154,8 @@ fn delete_is_soft() {
     assert_ne!(all[0][SYNCED_COLUMN], before, "synced moves on delete");
 }
 
-#[test]
-fn truncate_soft_deletes_only_earlier_rows() {
-    let mut warehouse = warehouse();
+fn truncate_soft_deletes_only_earlier_rows(kind: WarehouseKind) {
+    let mut warehouse = warehouse(kind);
     warehouse
         .upsert("zone", &row(&[("zone_id", text("old"))]))
         .unwrap();
@@ -175,30 +174,27 @@ fn truncate_soft_deletes_only_earlier_rows() {
     assert_eq!(warehouse.all_rows("zone").unwrap().len(), 2);
 }
 
-#[test]
-fn synced_is_strictly_increasing() {
-    let mut warehouse = warehouse();
+fn synced_is_strictly_increasing(kind: WarehouseKind) {
+    let mut warehouse = warehouse(kind);
     for index in 0..50 {
         warehouse
             .upsert("zone", &row(&[("zone_id", text(&format!("z{index:02}")))]))
             .unwrap();
     }
-    let stamps: Vec<String> = warehouse
+    let stamps: Vec<DateTime<Utc>> = warehouse
         .live_rows("zone")
         .unwrap()
         .into_iter()
         .map(|row| match &row[SYNCED_COLUMN] {
-            SqlValue::Text(stamp) => stamp.clone(),
+            SqlValue::Text(stamp) => DateTime::parse_from_rfc3339(stamp).unwrap().to_utc(),
             other => panic!("not text: {other:?}"),
         })
         .collect();
     assert!(stamps.windows(2).all(|pair| pair[0] < pair[1]));
-    assert_eq!(stamps[0].len(), "2025-03-01T10:00:00.000000Z".len());
 }
 
-#[test]
-fn null_or_missing_key_fails() {
-    let mut warehouse = warehouse();
+fn null_or_missing_key_fails(kind: WarehouseKind) {
+    let mut warehouse = warehouse(kind);
     let null_key = warehouse.upsert(
         "zone",
         &row(&[("zone_id", SqlValue::Null), ("name", text("x"))]),
@@ -218,9 +214,8 @@ fn null_or_missing_key_fails() {
     ));
 }
 
-#[test]
-fn rollback_drops_uncommitted_rows_and_columns() {
-    let mut warehouse = warehouse();
+fn rollback_drops_uncommitted_rows_and_columns(kind: WarehouseKind) {
+    let mut warehouse = warehouse(kind);
     warehouse
         .upsert("zone", &row(&[("zone_id", text("kept"))]))
         .unwrap();
@@ -248,24 +243,22 @@ fn rollback_drops_uncommitted_rows_and_columns() {
     assert_eq!(applied.added_columns, vec!["extra".to_owned()]);
 }
 
-#[test]
-fn dropping_without_commit_discards_like_a_crash() {
-    let (_folder, path, mut warehouse) = file_warehouse_with_zone("kept");
+fn dropping_without_commit_discards_like_a_crash(kind: WarehouseKind) {
+    let (_folder, path, mut warehouse) = file_warehouse_with_zone(kind, "kept");
     {
         warehouse
             .upsert("zone", &row(&[("zone_id", text("lost"))]))
             .unwrap();
         drop(warehouse);
     }
-    let reopened = Warehouse::open(&path).unwrap();
+    let reopened = Warehouse::open(kind, &path).unwrap();
     let rows = reopened.live_rows("zone").unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["zone_id"], text("kept"));
 }
 
-#[test]
-fn unknown_columns_are_added_with_the_value_type() {
-    let mut warehouse = warehouse();
+fn unknown_columns_are_added_with_the_value_type(kind: WarehouseKind) {
+    let mut warehouse = warehouse(kind);
     let applied = warehouse
         .upsert(
             "zone",
@@ -287,7 +280,7 @@ fn unknown_columns_are_added_with_the_value_type() {
     let mut wider = zone_table();
     wider.columns.push(ColumnDef {
         name: "area".to_owned(),
-        sql_type: SqlType::Real,
+        column_type: ColumnType::Double,
         primary_key: false,
     });
     assert_eq!(
@@ -296,9 +289,8 @@ fn unknown_columns_are_added_with_the_value_type() {
     );
 }
 
-#[test]
-fn reserved_columns_are_refused() {
-    let mut warehouse = warehouse();
+fn reserved_columns_are_refused(kind: WarehouseKind) {
+    let mut warehouse = warehouse(kind);
     let result = warehouse.upsert(
         "zone",
         &row(&[
@@ -309,12 +301,11 @@ fn reserved_columns_are_refused() {
     assert!(matches!(result, Err(WarehouseError::ReservedColumn { .. })));
 }
 
-#[test]
-fn reopening_keeps_tables_and_later_synced_values() {
-    let (_folder, path, warehouse) = file_warehouse_with_zone("a");
+fn reopening_keeps_tables_and_later_synced_values(kind: WarehouseKind) {
+    let (_folder, path, warehouse) = file_warehouse_with_zone(kind, "a");
     let newest = warehouse.last_synced;
     drop(warehouse);
-    let mut reopened = Warehouse::open(&path).unwrap();
+    let mut reopened = Warehouse::open(kind, &path).unwrap();
     assert_eq!(reopened.table_names(), vec!["zone".to_owned()]);
     assert_eq!(reopened.last_synced, newest);
     assert_eq!(
@@ -354,9 +345,8 @@ fn state_is_written_atomically() {
 }
 
 /// As at Fivetran, an UPDATE of a soft-deleted row revives it and changes only its columns.
-#[test]
-fn update_revives_a_deleted_row_and_changes_only_its_columns() {
-    let mut warehouse = warehouse();
+fn update_revives_a_deleted_row_and_changes_only_its_columns(kind: WarehouseKind) {
+    let mut warehouse = warehouse(kind);
     let key = row(&[("zone_id", text("z1"))]);
     warehouse
         .upsert(
@@ -384,9 +374,8 @@ fn update_revives_a_deleted_row_and_changes_only_its_columns() {
 }
 
 /// An undeclared column that only ever carried NULL is not created; one value creates it.
-#[test]
-fn undeclared_columns_that_only_carry_null_are_not_created() {
-    let mut warehouse = warehouse();
+fn undeclared_columns_that_only_carry_null_are_not_created(kind: WarehouseKind) {
+    let mut warehouse = warehouse(kind);
     warehouse
         .upsert(
             "zone",
@@ -412,9 +401,8 @@ fn undeclared_columns_that_only_carry_null_are_not_created() {
 }
 
 /// A declared primary key that differs from the table's fails, saying to reset.
-#[test]
-fn a_changed_primary_key_fails_and_says_to_reset() {
-    let mut warehouse = warehouse();
+fn a_changed_primary_key_fails_and_says_to_reset(kind: WarehouseKind) {
+    let mut warehouse = warehouse(kind);
     let mut changed = zone_table();
     for column in &mut changed.columns {
         column.primary_key = column.name == "name";
@@ -430,15 +418,151 @@ fn a_changed_primary_key_fails_and_says_to_reset() {
 }
 
 /// The first naming mode is recorded beside the data and a different one refused.
-#[test]
-fn the_first_naming_mode_is_kept() {
-    let (_folder, path, mut warehouse) = file_warehouse_with_zone("z1");
+fn the_first_naming_mode_is_kept(kind: WarehouseKind) {
+    let (_folder, path, mut warehouse) = file_warehouse_with_zone(kind, "z1");
     warehouse.remember_naming("fivetran").unwrap();
     drop(warehouse);
-    let mut reopened = Warehouse::open(&path).unwrap();
+    let mut reopened = Warehouse::open(kind, &path).unwrap();
     reopened.remember_naming("fivetran").unwrap();
     let error = reopened.remember_naming("source").unwrap_err().to_string();
     assert!(error.contains("--naming fivetran"), "{error}");
     // The metadata table is not one of the synced tables.
     assert_eq!(reopened.table_names(), ["zone"]);
+}
+
+on_every_engine!(
+    upsert_replaces_the_whole_row,
+    upsert_revives_a_deleted_row,
+    update_sets_only_given_columns_and_ignores_absent_rows,
+    delete_is_soft,
+    truncate_soft_deletes_only_earlier_rows,
+    synced_is_strictly_increasing,
+    null_or_missing_key_fails,
+    rollback_drops_uncommitted_rows_and_columns,
+    dropping_without_commit_discards_like_a_crash,
+    unknown_columns_are_added_with_the_value_type,
+    reserved_columns_are_refused,
+    reopening_keeps_tables_and_later_synced_values,
+    update_revives_a_deleted_row_and_changes_only_its_columns,
+    undeclared_columns_that_only_carry_null_are_not_created,
+    a_changed_primary_key_fails_and_says_to_reset,
+    the_first_naming_mode_is_kept
+);
+
+/// DuckDB writes what Fivetran's tools write: tables in schema `tester`, each
+/// declared type as Fivetran's engine maps it, `_fivetran_synced` as
+/// TIMESTAMPTZ and `_fivetran_deleted` as BOOLEAN; values keep their meaning.
+#[cfg(feature = "duckdb")]
+#[test]
+fn duckdb_types_and_schema_are_fivetran_s() {
+    let expected = [
+        ("b", ColumnType::Boolean, "BOOLEAN", SqlValue::Bool(true)),
+        ("s", ColumnType::Short, "SMALLINT", SqlValue::Integer(-7)),
+        ("i", ColumnType::Int, "INTEGER", SqlValue::Integer(70_000)),
+        ("l", ColumnType::Long, "BIGINT", SqlValue::Integer(1 << 40)),
+        ("f", ColumnType::Float, "FLOAT", SqlValue::Real(1.5)),
+        ("d", ColumnType::Double, "DOUBLE", SqlValue::Real(2.25)),
+        (
+            "dec",
+            ColumnType::decimal(12, 2),
+            "DECIMAL(12,2)",
+            text("1234.50"),
+        ),
+        ("day", ColumnType::NaiveDate, "DATE", text("2025-03-01")),
+        (
+            "local",
+            ColumnType::NaiveDateTime,
+            "TIMESTAMP",
+            text("2025-03-01T10:00:00"),
+        ),
+        (
+            "at",
+            ColumnType::UtcDateTime,
+            "TIMESTAMP WITH TIME ZONE",
+            text("2025-03-01T10:00:00.25+01:00"),
+        ),
+        (
+            "bin",
+            ColumnType::Binary,
+            "BLOB",
+            SqlValue::Blob(vec![0, 1, 255]),
+        ),
+        (
+            "txt",
+            ColumnType::String,
+            "VARCHAR",
+            text("Nord-Süd \"quoted\""),
+        ),
+        ("doc", ColumnType::Json, "JSON", text(r#"{"a":[1,2]}"#)),
+    ];
+    let folder = tempfile::tempdir().unwrap();
+    let path = folder.path().join(WarehouseKind::DuckDb.file_name());
+    let mut warehouse = Warehouse::open(WarehouseKind::DuckDb, &path).unwrap();
+    let mut columns = vec![ColumnDef {
+        name: "id".to_owned(),
+        column_type: ColumnType::String,
+        primary_key: true,
+    }];
+    columns.extend(expected.iter().map(|(name, column_type, _, _)| ColumnDef {
+        name: (*name).to_owned(),
+        column_type: *column_type,
+        primary_key: false,
+    }));
+    warehouse
+        .ensure_table(&TableDef {
+            name: "all_types".to_owned(),
+            columns,
+        })
+        .unwrap();
+    let mut values = row(&[("id", text("a"))]);
+    values.extend(
+        expected
+            .iter()
+            .map(|(name, _, _, value)| ((*name).to_owned(), value.clone())),
+    );
+    warehouse.upsert("all_types", &values).unwrap();
+    warehouse.commit().unwrap();
+
+    let mut types = vec![("id".to_owned(), "VARCHAR".to_owned())];
+    types.extend(
+        expected
+            .iter()
+            .map(|(name, _, type_name, _)| ((*name).to_owned(), (*type_name).to_owned())),
+    );
+    types.push((
+        SYNCED_COLUMN.to_owned(),
+        "TIMESTAMP WITH TIME ZONE".to_owned(),
+    ));
+    types.push((DELETED_COLUMN.to_owned(), "BOOLEAN".to_owned()));
+    assert_eq!(warehouse.column_types("all_types").unwrap(), types);
+
+    let stored = &warehouse.live_rows("all_types").unwrap()[0];
+    assert_eq!(stored["b"], SqlValue::Bool(true));
+    assert_eq!(stored["l"], SqlValue::Integer(1 << 40));
+    assert_eq!(stored["dec"], text("1234.50"));
+    assert_eq!(stored["day"], text("2025-03-01"));
+    assert_eq!(
+        stored["at"],
+        text("2025-03-01T09:00:00.250Z"),
+        "an instant, in UTC"
+    );
+    assert_eq!(stored["bin"], SqlValue::Blob(vec![0, 1, 255]));
+    assert_eq!(stored["doc"], text(r#"{"a":[1,2]}"#));
+    assert_eq!(stored[DELETED_COLUMN], SqlValue::Bool(false));
+    drop(warehouse);
+
+    // What `duckdb -ui files/warehouse.db` shows: the table under `tester`, typed values.
+    let duck = ::duckdb::Connection::open(&path).unwrap();
+    let checks: (bool, bool, bool, bool) = duck
+        .query_row(
+            "SELECT \"local\" = TIMESTAMP '2025-03-01 10:00:00', \
+                    \"at\" = TIMESTAMPTZ '2025-03-01 09:00:00.25+00', \
+                    json_extract(doc, '$.a[1]')::INTEGER = 2, \
+                    _fivetran_synced > TIMESTAMPTZ '2025-01-01 00:00:00+00' \
+             FROM tester.all_types",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+        )
+        .unwrap();
+    assert_eq!(checks, (true, true, true, true));
 }

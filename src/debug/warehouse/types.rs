@@ -3,21 +3,18 @@
 
 use std::collections::BTreeMap;
 
-use rusqlite::{
-    ToSql,
-    types::{ToSqlOutput, ValueRef},
-};
-
-/// A cell value as SQLite stores it.
+/// A cell value, as the connector sent it and as the warehouse gives it back.
 #[derive(Clone, Debug, PartialEq)]
 pub enum SqlValue {
     /// NULL.
     Null,
-    /// A 64-bit integer (also booleans as 0/1).
+    /// A boolean (SQLite stores it as 0 or 1 and reads it back as an integer).
+    Bool(bool),
+    /// A 64-bit integer.
     Integer(i64),
     /// A double.
     Real(f64),
-    /// Text (also timestamps in ISO 8601, decimals, JSON).
+    /// Text (also timestamps in ISO 8601, dates, decimals, JSON).
     Text(String),
     /// Bytes.
     Blob(Vec<u8>),
@@ -29,62 +26,69 @@ impl SqlValue {
         matches!(self, SqlValue::Null)
     }
 
-    /// The column type a new column holding this value gets.
-    pub fn sql_type(&self) -> SqlType {
+    /// Whether this is true: a boolean, or SQLite's 1.
+    pub fn is_true(&self) -> bool {
+        matches!(self, SqlValue::Bool(true) | SqlValue::Integer(1))
+    }
+
+    /// The type of a column created for this value (a column the schema did not
+    /// declare): the type the value arrived with.
+    pub fn column_type(&self) -> ColumnType {
         match self {
-            SqlValue::Integer(_) => SqlType::Integer,
-            SqlValue::Real(_) => SqlType::Real,
-            SqlValue::Null | SqlValue::Text(_) => SqlType::Text,
-            SqlValue::Blob(_) => SqlType::Blob,
+            SqlValue::Bool(_) => ColumnType::Boolean,
+            SqlValue::Integer(_) => ColumnType::Long,
+            SqlValue::Real(_) => ColumnType::Double,
+            SqlValue::Null | SqlValue::Text(_) => ColumnType::String,
+            SqlValue::Blob(_) => ColumnType::Binary,
         }
     }
 }
 
-impl ToSql for SqlValue {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::Borrowed(match self {
-            SqlValue::Null => ValueRef::Null,
-            SqlValue::Integer(number) => ValueRef::Integer(*number),
-            SqlValue::Real(number) => ValueRef::Real(*number),
-            SqlValue::Text(text) => ValueRef::Text(text.as_bytes()),
-            SqlValue::Blob(bytes) => ValueRef::Blob(bytes),
-        }))
-    }
-}
-
-impl From<ValueRef<'_>> for SqlValue {
-    fn from(value: ValueRef<'_>) -> Self {
-        match value {
-            ValueRef::Null => SqlValue::Null,
-            ValueRef::Integer(number) => SqlValue::Integer(number),
-            ValueRef::Real(number) => SqlValue::Real(number),
-            ValueRef::Text(text) => SqlValue::Text(String::from_utf8_lossy(text).into_owned()),
-            ValueRef::Blob(bytes) => SqlValue::Blob(bytes.to_vec()),
-        }
-    }
-}
-
-/// A declared SQLite column type.
+/// A column's type as Fivetran declares it; each engine has its own SQL for it
+/// (SQLite only the four storage classes, DuckDB the types Fivetran's tools use).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SqlType {
-    /// `INTEGER`.
-    Integer,
-    /// `REAL`.
-    Real,
-    /// `TEXT`.
-    Text,
-    /// `BLOB`.
-    Blob,
+pub enum ColumnType {
+    /// `BOOLEAN`.
+    Boolean,
+    /// `SHORT`: 16-bit integer.
+    Short,
+    /// `INT`: 32-bit integer.
+    Int,
+    /// `LONG`: 64-bit integer.
+    Long,
+    /// `FLOAT`: 32-bit float.
+    Float,
+    /// `DOUBLE`.
+    Double,
+    /// `DECIMAL(precision, scale)`.
+    Decimal {
+        /// Digits in all.
+        precision: u32,
+        /// Digits after the point.
+        scale: u32,
+    },
+    /// `NAIVE_DATE`: a date without a zone.
+    NaiveDate,
+    /// `NAIVE_DATETIME`: a date-time without a zone.
+    NaiveDateTime,
+    /// `UTC_DATETIME`: an instant.
+    UtcDateTime,
+    /// `BINARY`.
+    Binary,
+    /// `STRING`, `XML`, and the types Fivetran leaves to the values
+    /// (`NAIVE_TIME`, `UNSPECIFIED`).
+    String,
+    /// `JSON`.
+    Json,
 }
 
-impl SqlType {
-    /// The type name in DDL.
-    pub fn as_sql(self) -> &'static str {
-        match self {
-            SqlType::Integer => "INTEGER",
-            SqlType::Real => "REAL",
-            SqlType::Text => "TEXT",
-            SqlType::Blob => "BLOB",
+impl ColumnType {
+    /// `DECIMAL(p, s)` as Fivetran's engine clamps it: precision 1..=38, scale at most the precision.
+    pub fn decimal(precision: u32, scale: u32) -> Self {
+        let precision = precision.clamp(1, 38);
+        ColumnType::Decimal {
+            precision,
+            scale: scale.min(precision),
         }
     }
 }
@@ -95,7 +99,7 @@ pub struct ColumnDef {
     /// The column name, as it appears in the warehouse.
     pub name: String,
     /// Its declared type.
-    pub sql_type: SqlType,
+    pub column_type: ColumnType,
     /// Whether it belongs to the primary key.
     pub primary_key: bool,
 }
@@ -138,6 +142,7 @@ pub fn row_id(row: &Row) -> String {
         .map(|(column, value)| {
             let value = match value {
                 SqlValue::Null => "None".to_owned(),
+                SqlValue::Bool(flag) => if *flag { "True" } else { "False" }.to_owned(),
                 SqlValue::Integer(number) => number.to_string(),
                 SqlValue::Real(number) => number.to_string(),
                 SqlValue::Text(text) => text.clone(),
