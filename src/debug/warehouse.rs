@@ -9,7 +9,7 @@
 
 use std::{
     borrow::Cow,
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
 };
 
@@ -115,8 +115,9 @@ pub enum WarehouseError {
 /// What the warehouse remembers about a table.
 #[derive(Clone, Debug)]
 struct TableInfo {
-    /// Data columns (system columns excluded).
-    columns: HashSet<String>,
+    /// Data columns (system columns excluded), sorted: statements list them
+    /// in this fixed order, so each is prepared once and reused.
+    columns: BTreeSet<String>,
     /// Primary-key columns, in key order.
     primary_key: Vec<String>,
 }
@@ -140,14 +141,7 @@ impl Warehouse {
     /// When the engine cannot open or read it, DuckDB's file is held by
     /// another process, or this binary lacks the engine.
     pub fn open(kind: WarehouseKind, path: &Path) -> Result<Self, WarehouseError> {
-        let database: Box<dyn Database> = match kind {
-            WarehouseKind::Sqlite => Box::new(sqlite::Sqlite::open(path)?),
-            #[cfg(feature = "duckdb")]
-            WarehouseKind::DuckDb => Box::new(duckdb::DuckDb::open(path)?),
-            #[cfg(not(feature = "duckdb"))]
-            WarehouseKind::DuckDb => return Err(WarehouseError::NotBuilt(kind)),
-        };
-        Self::from_database(database)
+        Self::from_database(engine(kind, Some(path))?)
     }
 
     /// An in-memory warehouse of `kind` (tests).
@@ -155,14 +149,7 @@ impl Warehouse {
     /// # Errors
     /// When the engine fails, or this binary lacks it.
     pub fn open_in_memory(kind: WarehouseKind) -> Result<Self, WarehouseError> {
-        let database: Box<dyn Database> = match kind {
-            WarehouseKind::Sqlite => Box::new(sqlite::Sqlite::open_in_memory()?),
-            #[cfg(feature = "duckdb")]
-            WarehouseKind::DuckDb => Box::new(duckdb::DuckDb::open_in_memory()?),
-            #[cfg(not(feature = "duckdb"))]
-            WarehouseKind::DuckDb => return Err(WarehouseError::NotBuilt(kind)),
-        };
-        Self::from_database(database)
+        Self::from_database(engine(kind, None)?)
     }
 
     fn from_database(database: Box<dyn Database>) -> Result<Self, WarehouseError> {
@@ -619,13 +606,10 @@ impl Warehouse {
             "FALSE) ON CONFLICT ({}) DO UPDATE SET ",
             quoted_list(&info.primary_key)
         ));
-        let mut others: Vec<&String> = info
+        let others = info
             .columns
             .iter()
-            .filter(|column| !info.primary_key.contains(column))
-            .collect();
-        // A fixed order, so the cached statement is reused.
-        others.sort();
+            .filter(|column| !info.primary_key.contains(column));
         for name in others {
             let column = quote(name);
             if row.contains_key(name) {
@@ -732,7 +716,6 @@ impl Warehouse {
     fn select_rows(&self, table: &str, live_only: bool) -> Result<Vec<Row>, WarehouseError> {
         let info = self.info(table)?;
         let mut names: Vec<String> = info.columns.iter().cloned().collect();
-        names.sort();
         names.extend([SYNCED_COLUMN.to_owned(), DELETED_COLUMN.to_owned()]);
         let filter = if live_only {
             format!(" WHERE {} = FALSE", quote(DELETED_COLUMN))
@@ -775,6 +758,20 @@ impl Warehouse {
             _ => 0,
         })
     }
+}
+
+/// The engine of `kind` on the file at `path`, or in memory without one.
+fn engine(kind: WarehouseKind, path: Option<&Path>) -> Result<Box<dyn Database>, WarehouseError> {
+    Ok(match (kind, path) {
+        (WarehouseKind::Sqlite, Some(path)) => Box::new(sqlite::Sqlite::open(path)?),
+        (WarehouseKind::Sqlite, None) => Box::new(sqlite::Sqlite::open_in_memory()?),
+        #[cfg(feature = "duckdb")]
+        (WarehouseKind::DuckDb, Some(path)) => Box::new(duckdb::DuckDb::open(path)?),
+        #[cfg(feature = "duckdb")]
+        (WarehouseKind::DuckDb, None) => Box::new(duckdb::DuckDb::open_in_memory()?),
+        #[cfg(not(feature = "duckdb"))]
+        (WarehouseKind::DuckDb, _) => return Err(WarehouseError::NotBuilt(kind)),
+    })
 }
 
 fn is_system_column(name: &str) -> bool {

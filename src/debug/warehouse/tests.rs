@@ -191,6 +191,13 @@ fn synced_is_strictly_increasing(kind: WarehouseKind) {
         })
         .collect();
     assert!(stamps.windows(2).all(|pair| pair[0] < pair[1]));
+    if kind == WarehouseKind::Sqlite {
+        // Fixed width in SQLite's text, so text order is time order.
+        let SqlValue::Text(first) = &warehouse.live_rows("zone").unwrap()[0][SYNCED_COLUMN] else {
+            panic!("not text")
+        };
+        assert_eq!(first.len(), "2025-03-01T10:00:00.000000Z".len());
+    }
 }
 
 fn null_or_missing_key_fails(kind: WarehouseKind) {
